@@ -1,0 +1,47 @@
+// Package metrics defines the Prometheus metrics that lepeerchat exports on
+// /metrics: rooms, connected members, messages by type and errors by code.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics holds the collectors of one server. Each server owns its own
+// registry, so that tests can run several servers in one process.
+type Metrics struct {
+	Registry  *prometheus.Registry
+	Rooms     prometheus.Gauge
+	Connected prometheus.Gauge
+	Messages  *prometheus.CounterVec
+	Errors    *prometheus.CounterVec
+}
+
+// New returns the metrics of one server, registered in a fresh registry
+// together with the Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Rooms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lepeerchat_rooms",
+			Help: "Rooms known to this node's store.",
+		}),
+		Connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lepeerchat_connected_members",
+			Help: "Members connected to this node and attached to a room.",
+		}),
+		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lepeerchat_messages_total",
+			Help: "Client messages received, by message type.",
+		}, []string{"type"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lepeerchat_errors_total",
+			Help: "Negative replies sent to clients, by error code.",
+		}, []string{"code"}),
+	}
+	m.Registry.MustRegister(
+		m.Rooms, m.Connected, m.Messages, m.Errors,
+		prometheus.NewGoCollector(),
+		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+	)
+	return m
+}

@@ -1,0 +1,301 @@
+package room
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The operations below change the room they are called on. Call them on the
+// private copy that store.Store.Update hands to its function, so that a
+// refusal leaves the stored room untouched.
+
+// Create returns a new room named name whose only member, owner, is its
+// owner under the username user.
+func Create(id, name, user string, owner Identity, now time.Time) (*Room, error) {
+	name, err := NormalizeName(name)
+	if err != nil {
+		return nil, err
+	}
+	user, err = NormalizeName(user)
+	if err != nil {
+		return nil, err
+	}
+	return &Room{
+		ID:      id,
+		Name:    name,
+		Owner:   owner.ID,
+		Created: now,
+		Members: map[string]*Member{owner.ID: {
+			ID: owner.ID, Name: user, SecretHash: hashSecret(owner.Secret), Joined: now,
+		}},
+	}, nil
+}
+
+// Join redeems an invitation token for a new member named user. A locked
+// room refuses before looking at anything else, so that it reveals nothing.
+func (r *Room) Join(token, user string, who Identity, now time.Time) (*Member, error) {
+	if r.Locked {
+		return nil, refuse(CodeRoomLocked, "the room is locked: new guests cannot enter")
+	}
+	in, err := r.redeemable(token, now)
+	if err != nil {
+		return nil, err
+	}
+	user, err = NormalizeName(user)
+	if err != nil {
+		return nil, err
+	}
+	if r.nameTaken(user) {
+		return nil, refuse(CodeNameTaken, "that username is already taken in this room")
+	}
+	if len(r.Members) >= MaxMembers {
+		return nil, refuse(CodeRoomFull, "the room has reached its member limit")
+	}
+	if in.SingleUse {
+		in.Used = true
+	}
+	m := &Member{ID: who.ID, Name: user, SecretHash: hashSecret(who.Secret), Joined: now}
+	r.Members[m.ID] = m
+	return m, nil
+}
+
+// CheckInvite tells whether token would let a new guest in now, without
+// using it. It refuses exactly as Join would before looking at the name.
+func (r *Room) CheckInvite(token string, now time.Time) error {
+	if r.Locked {
+		return refuse(CodeRoomLocked, "the room is locked: new guests cannot enter")
+	}
+	_, err := r.redeemable(token, now)
+	return err
+}
+
+func (r *Room) redeemable(token string, now time.Time) (*Invite, error) {
+	var found *Invite
+	// Compare against every invitation, so that timing reveals nothing
+	// about which one, if any, matched.
+	for _, in := range r.Invites {
+		if secretMatches(in.TokenHash, token) {
+			found = in
+		}
+	}
+	switch {
+	case found == nil:
+		return nil, refuse(CodeInviteInvalid, "this invitation is not valid for this room")
+	case found.Revoked:
+		return nil, refuse(CodeInviteRevoked, "this invitation has been revoked")
+	case !now.Before(found.Expires):
+		return nil, refuse(CodeInviteExpired, "this invitation has expired")
+	case found.Used:
+		return nil, refuse(CodeInviteUsed, "this invitation has already been used")
+	}
+	return found, nil
+}
+
+func (r *Room) nameTaken(user string) bool {
+	key := NameKey(user)
+	for _, m := range r.Members {
+		if NameKey(m.Name) == key {
+			return true
+		}
+	}
+	return false
+}
+
+// Authenticate returns the member whose id and secret these are. It works
+// whether or not the room is locked: members may always come back.
+func (r *Room) Authenticate(memberID, secret string) (*Member, error) {
+	m, ok := r.Members[memberID]
+	// Compare even for an unknown id, so that timing does not reveal
+	// which ids exist.
+	hash := make([]byte, 32)
+	if ok {
+		hash = m.SecretHash
+	}
+	if !secretMatches(hash, secret) || !ok {
+		return nil, refuse(CodeBadCredentials, "these credentials do not belong to a member of this room")
+	}
+	return m, nil
+}
+
+// Invite records a new invitation issued by the owner, valid for ttl (zero
+// means DefaultInviteTTL). Revoked, used and expired invitations are pruned
+// first, so they do not count against MaxInvites.
+func (r *Room) Invite(by string, tok Token, ttl time.Duration, singleUse bool, now time.Time) (*Invite, error) {
+	if err := r.mustOwn(by); err != nil {
+		return nil, err
+	}
+	if ttl == 0 {
+		ttl = DefaultInviteTTL
+	}
+	if ttl < MinInviteTTL || ttl > MaxInviteTTL {
+		return nil, refuse(CodeInvalidTTL, "an invitation must last between one minute and 30 days")
+	}
+	r.Prune(now)
+	if len(r.Invites) >= MaxInvites {
+		return nil, refuse(CodeTooManyInvites, "too many outstanding invitations: revoke some first")
+	}
+	if r.Invites == nil {
+		r.Invites = make(map[string]*Invite)
+	}
+	in := &Invite{
+		ID: tok.ID, TokenHash: hashSecret(tok.Token),
+		Created: now, Expires: now.Add(ttl), SingleUse: singleUse,
+	}
+	r.Invites[in.ID] = in
+	return in, nil
+}
+
+// Revoke makes the owner's invitation id unusable. It is kept until it
+// would have expired, so that its holder is told "revoked".
+func (r *Room) Revoke(by, id string) error {
+	if err := r.mustOwn(by); err != nil {
+		return err
+	}
+	in, ok := r.Invites[id]
+	if !ok {
+		return refuse(CodeNoSuchInvite, "no such invitation")
+	}
+	in.Revoked = true
+	return nil
+}
+
+// Prune forgets the invitations that can no longer let anyone in and whose
+// holders no longer need a precise refusal: expired ones.
+func (r *Room) Prune(now time.Time) {
+	for id, in := range r.Invites {
+		if !now.Before(in.Expires) {
+			delete(r.Invites, id)
+		}
+	}
+}
+
+// ActiveInvites lists the invitations that can still let someone in,
+// oldest first.
+func (r *Room) ActiveInvites(now time.Time) []*Invite {
+	var out []*Invite
+	for _, in := range r.Invites {
+		if !in.Revoked && !in.Used && now.Before(in.Expires) {
+			out = append(out, in)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Invite) int {
+		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+// SetLocked locks or unlocks the room; only the owner may.
+func (r *Room) SetLocked(by string, locked bool) error {
+	if err := r.mustOwn(by); err != nil {
+		return err
+	}
+	r.Locked = locked
+	return nil
+}
+
+func (r *Room) mustOwn(by string) error {
+	if by != r.Owner {
+		return refuse(CodeNotOwner, "only the room's owner may do this")
+	}
+	return nil
+}
+
+// Leave removes a member for good, freeing its name. When the owner leaves,
+// ownership passes to the longest-standing remaining member. It reports
+// whether the room is now empty of members and should be deleted.
+func (r *Room) Leave(memberID string, now time.Time, discardDelay time.Duration) (empty bool, err error) {
+	if _, ok := r.Members[memberID]; !ok {
+		return false, refuse(CodeNoSuchMember, "no such member in this room")
+	}
+	delete(r.Members, memberID)
+	for k, id := range r.Conns {
+		if id == memberID {
+			delete(r.Conns, k)
+		}
+	}
+	if len(r.Members) == 0 {
+		return true, nil
+	}
+	if r.Owner == memberID {
+		r.Owner = r.eldest().ID
+	}
+	r.startClockIfEmpty(now, discardDelay)
+	return false, nil
+}
+
+// Kick removes another member for good on the owner's order.
+func (r *Room) Kick(by, target string, now time.Time, discardDelay time.Duration) error {
+	if err := r.mustOwn(by); err != nil {
+		return err
+	}
+	if target == by {
+		return refuse(CodeNoSuchMember, "the owner cannot kick themselves; leave instead")
+	}
+	_, err := r.Leave(target, now, discardDelay)
+	return err
+}
+
+func (r *Room) eldest() *Member {
+	var first *Member
+	for _, m := range r.Members {
+		if first == nil || m.Joined.Before(first.Joined) || (m.Joined.Equal(first.Joined) && m.ID < first.ID) {
+			first = m
+		}
+	}
+	return first
+}
+
+// Connect records a live connection of a member and stops the discard
+// clock.
+func (r *Room) Connect(memberID string, c Conn) error {
+	if _, ok := r.Members[memberID]; !ok {
+		return refuse(CodeNoSuchMember, "no such member in this room")
+	}
+	if r.Conns == nil {
+		r.Conns = make(map[string]string)
+	}
+	r.Conns[c.Key()] = memberID
+	r.DiscardAt = time.Time{}
+	return nil
+}
+
+// Disconnect forgets a connection; when it was the room's last, the discard
+// clock starts. Forgetting an unknown connection is harmless.
+func (r *Room) Disconnect(c Conn, now time.Time, discardDelay time.Duration) {
+	delete(r.Conns, c.Key())
+	r.startClockIfEmpty(now, discardDelay)
+}
+
+// DropNode forgets every connection held by node, as after that node
+// restarted or died.
+func (r *Room) DropNode(node string, now time.Time, discardDelay time.Duration) {
+	for k := range r.Conns {
+		if strings.HasPrefix(k, node+"/") {
+			delete(r.Conns, k)
+		}
+	}
+	r.startClockIfEmpty(now, discardDelay)
+}
+
+func (r *Room) startClockIfEmpty(now time.Time, discardDelay time.Duration) {
+	if len(r.Conns) == 0 && r.DiscardAt.IsZero() {
+		r.DiscardAt = now.Add(discardDelay)
+	}
+}
+
+// Discardable reports whether the room's discard time has come.
+func (r *Room) Discardable(now time.Time) bool {
+	return !r.DiscardAt.IsZero() && !now.Before(r.DiscardAt)
+}
+
+// Online reports whether the member has at least one live connection.
+func (r *Room) Online(memberID string) bool {
+	for _, id := range r.Conns {
+		if id == memberID {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,55 @@
+package store
+
+import (
+	"context"
+	"sync"
+)
+
+// LocalBus is the Bus of a single server node: subscriptions live in a map
+// and Send calls them directly.
+type LocalBus struct {
+	mu   sync.RWMutex
+	next uint64
+	subs map[busKey]map[uint64]func([]byte)
+}
+
+type busKey struct{ room, member string }
+
+// NewLocalBus returns an empty LocalBus.
+func NewLocalBus() *LocalBus {
+	return &LocalBus{subs: make(map[busKey]map[uint64]func([]byte))}
+}
+
+// Subscribe implements Bus.
+func (b *LocalBus) Subscribe(roomID, memberID string, deliver func([]byte)) (cancel func()) {
+	k := busKey{roomID, memberID}
+	b.mu.Lock()
+	b.next++
+	id := b.next
+	if b.subs[k] == nil {
+		b.subs[k] = make(map[uint64]func([]byte))
+	}
+	b.subs[k][id] = deliver
+	b.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			delete(b.subs[k], id)
+			if len(b.subs[k]) == 0 {
+				delete(b.subs, k)
+			}
+			b.mu.Unlock()
+		})
+	}
+}
+
+// Send implements Bus.
+func (b *LocalBus) Send(_ context.Context, roomID, memberID string, msg []byte) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, deliver := range b.subs[busKey{roomID, memberID}] {
+		deliver(msg)
+	}
+	return nil
+}
