@@ -9,6 +9,7 @@ package room
 
 import (
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -66,7 +67,8 @@ type Invite struct {
 }
 
 // Conn names one live connection of a member: the node that holds it and an
-// id unique on that node.
+// id unique on that node. A node name must not contain "/", which separates
+// it from the id in Key.
 type Conn struct {
 	Node string
 	ID   string
@@ -75,8 +77,9 @@ type Conn struct {
 // Key is the key of the connection in Room.Conns.
 func (c Conn) Key() string { return c.Node + "/" + c.ID }
 
-// Clone returns a deep copy of r, so that an operation can change the copy
-// while others still read the original.
+// Clone returns a deep copy of r, sharing no memory with it (not even the
+// hash bytes), so that an operation can change the copy while others still
+// read the original.
 func (r *Room) Clone() *Room {
 	if r == nil {
 		return nil
@@ -85,12 +88,14 @@ func (r *Room) Clone() *Room {
 	c.Members = make(map[string]*Member, len(r.Members))
 	for id, m := range r.Members {
 		mm := *m
+		mm.SecretHash = slices.Clone(m.SecretHash)
 		c.Members[id] = &mm
 	}
 	if r.Invites != nil {
 		c.Invites = make(map[string]*Invite, len(r.Invites))
 		for id, in := range r.Invites {
 			ii := *in
+			ii.TokenHash = slices.Clone(in.TokenHash)
 			c.Invites[id] = &ii
 		}
 	}

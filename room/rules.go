@@ -39,7 +39,7 @@ func (r *Room) Join(token, user string, who Identity, now time.Time) (*Member, e
 	if r.Locked {
 		return nil, refuse(CodeRoomLocked, "the room is locked: new guests cannot enter")
 	}
-	in, err := r.redeemable(token, now)
+	in, err := r.admissible(token, now)
 	if err != nil {
 		return nil, err
 	}
@@ -49,9 +49,6 @@ func (r *Room) Join(token, user string, who Identity, now time.Time) (*Member, e
 	}
 	if r.nameTaken(user) {
 		return nil, refuse(CodeNameTaken, "that username is already taken in this room")
-	}
-	if len(r.Members) >= MaxMembers {
-		return nil, refuse(CodeRoomFull, "the room has reached its member limit")
 	}
 	if in.SingleUse {
 		in.Used = true
@@ -67,8 +64,22 @@ func (r *Room) CheckInvite(token string, now time.Time) error {
 	if r.Locked {
 		return refuse(CodeRoomLocked, "the room is locked: new guests cannot enter")
 	}
-	_, err := r.redeemable(token, now)
+	_, err := r.admissible(token, now)
 	return err
+}
+
+// admissible returns the invitation token redeems if it would let a new
+// guest in now, whatever the guest's name: the invitation is usable and the
+// room has a free place.
+func (r *Room) admissible(token string, now time.Time) (*Invite, error) {
+	in, err := r.redeemable(token, now)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Members) >= MaxMembers {
+		return nil, refuse(CodeRoomFull, "the room has reached its member limit")
+	}
+	return in, nil
 }
 
 func (r *Room) redeemable(token string, now time.Time) (*Invite, error) {
@@ -120,8 +131,10 @@ func (r *Room) Authenticate(memberID, secret string) (*Member, error) {
 }
 
 // Invite records a new invitation issued by the owner, valid for ttl (zero
-// means DefaultInviteTTL). Revoked, used and expired invitations are pruned
-// first, so they do not count against MaxInvites.
+// means DefaultInviteTTL). Only the invitations that can still let someone
+// in count against MaxInvites: expired ones are pruned first, and revoked or
+// used ones, kept to give their holders a precise refusal, are forgotten,
+// oldest first, when their place is needed.
 func (r *Room) Invite(by string, tok Token, ttl time.Duration, singleUse bool, now time.Time) (*Invite, error) {
 	if err := r.mustOwn(by); err != nil {
 		return nil, err
@@ -133,9 +146,10 @@ func (r *Room) Invite(by string, tok Token, ttl time.Duration, singleUse bool, n
 		return nil, refuse(CodeInvalidTTL, "an invitation must last between one minute and 30 days")
 	}
 	r.Prune(now)
-	if len(r.Invites) >= MaxInvites {
+	if len(r.ActiveInvites(now)) >= MaxInvites {
 		return nil, refuse(CodeTooManyInvites, "too many outstanding invitations: revoke some first")
 	}
+	r.forgetDeadInvites(len(r.Invites) - MaxInvites + 1)
 	if r.Invites == nil {
 		r.Invites = make(map[string]*Invite)
 	}
@@ -148,7 +162,8 @@ func (r *Room) Invite(by string, tok Token, ttl time.Duration, singleUse bool, n
 }
 
 // Revoke makes the owner's invitation id unusable. It is kept until it
-// would have expired, so that its holder is told "revoked".
+// would have expired, or until its place is needed by a new invitation, so
+// that its holder is told "revoked".
 func (r *Room) Revoke(by, id string) error {
 	if err := r.mustOwn(by); err != nil {
 		return err
@@ -171,6 +186,28 @@ func (r *Room) Prune(now time.Time) {
 	}
 }
 
+// forgetDeadInvites forgets up to n revoked or used invitations, oldest
+// first.
+func (r *Room) forgetDeadInvites(n int) {
+	if n <= 0 {
+		return
+	}
+	var dead []*Invite
+	for _, in := range r.Invites {
+		if in.Revoked || in.Used {
+			dead = append(dead, in)
+		}
+	}
+	slices.SortFunc(dead, byAge)
+	for _, in := range dead[:min(n, len(dead))] {
+		delete(r.Invites, in.ID)
+	}
+}
+
+func byAge(a, b *Invite) int {
+	return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+}
+
 // ActiveInvites lists the invitations that can still let someone in,
 // oldest first.
 func (r *Room) ActiveInvites(now time.Time) []*Invite {
@@ -180,9 +217,7 @@ func (r *Room) ActiveInvites(now time.Time) []*Invite {
 			out = append(out, in)
 		}
 	}
-	slices.SortFunc(out, func(a, b *Invite) int {
-		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
-	})
+	slices.SortFunc(out, byAge)
 	return out
 }
 
@@ -247,14 +282,21 @@ func (r *Room) eldest() *Member {
 	return first
 }
 
-// Connect records a live connection of a member and stops the discard
-// clock.
+// Connect records c as the member's live connection and stops the discard
+// clock. A member speaks through one connection at a time: the newest (a
+// second tab, a reconnection before the old socket timed out) takes over
+// and the member's other connections are dropped.
 func (r *Room) Connect(memberID string, c Conn) error {
 	if _, ok := r.Members[memberID]; !ok {
 		return refuse(CodeNoSuchMember, "no such member in this room")
 	}
 	if r.Conns == nil {
 		r.Conns = make(map[string]string)
+	}
+	for k, id := range r.Conns {
+		if id == memberID {
+			delete(r.Conns, k)
+		}
 	}
 	r.Conns[c.Key()] = memberID
 	r.DiscardAt = time.Time{}

@@ -44,12 +44,27 @@ func (b *LocalBus) Subscribe(roomID, memberID string, deliver func([]byte)) (can
 	}
 }
 
-// Send implements Bus.
-func (b *LocalBus) Send(_ context.Context, roomID, memberID string, msg []byte) error {
+// Send implements Bus. The subscriptions are called outside the lock, so
+// that a deliver function may cancel its own subscription.
+func (b *LocalBus) Send(_ context.Context, roomID, memberID string, msg []byte) (bool, error) {
 	b.mu.RLock()
-	defer b.mu.RUnlock()
-	for _, deliver := range b.subs[busKey{roomID, memberID}] {
+	subs := b.subs[busKey{roomID, memberID}]
+	var one func([]byte)
+	var many []func([]byte)
+	for _, deliver := range subs {
+		if one == nil {
+			one = deliver
+		} else {
+			many = append(many, deliver)
+		}
+	}
+	b.mu.RUnlock()
+	if one == nil {
+		return false, nil
+	}
+	one(msg)
+	for _, deliver := range many {
 		deliver(msg)
 	}
-	return nil
+	return true, nil
 }

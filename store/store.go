@@ -46,9 +46,10 @@ type Store interface {
 // held.
 type Bus interface {
 	// Subscribe calls deliver for every message sent to the member until
-	// cancel is called. deliver must not block.
+	// cancel is called. deliver must not block; it may call cancel, and may
+	// still be called once while cancel runs.
 	Subscribe(roomID, memberID string, deliver func(msg []byte)) (cancel func())
-	// Send delivers msg to every current subscription of the member; a
-	// member with none is not an error.
-	Send(ctx context.Context, roomID, memberID string, msg []byte) error
+	// Send delivers msg to every current subscription of the member and
+	// reports whether there was any; a member with none is not an error.
+	Send(ctx context.Context, roomID, memberID string, msg []byte) (delivered bool, err error)
 }

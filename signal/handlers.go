@@ -1,0 +1,426 @@
+package signal
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"lepeerchat/room"
+	"lepeerchat/store"
+)
+
+// handle answers one client message.
+func (s *session) handle(data []byte) {
+	req, perr := decode(data)
+	if perr != nil {
+		s.refuse(perr.ID, perr.Code, perr.Msg)
+		return
+	}
+	s.srv.cfg.Metrics.Messages.WithLabelValues(req.Type).Inc()
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	var err error
+	switch req.Type {
+	case "ping":
+		s.ok(req.ID, "pong")
+	case "create":
+		err = s.create(ctx, req)
+	case "join":
+		err = s.join(ctx, req)
+	case "rejoin":
+		err = s.rejoin(ctx, req)
+	case "invitation":
+		err = s.invitation(ctx, req)
+	case "status":
+		err = s.status(ctx, req)
+	case "signal":
+		err = s.relay(ctx, req)
+	default:
+		err = s.handleMember(ctx, req)
+	}
+	if err != nil {
+		s.fail(req.ID, err)
+	}
+}
+
+// fail turns an error from a handler into a negative reply: the rules'
+// refusals keep their code; a store failure is "unavailable"; anything else
+// is logged and reported as "internal".
+func (s *session) fail(id *uint64, err error) {
+	var rerr *room.Error
+	var perr *protoError
+	switch {
+	case errors.As(err, &rerr):
+		s.refuse(id, rerr.Code, rerr.Message)
+	case errors.As(err, &perr):
+		s.refuse(id, perr.Code, perr.Msg)
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		s.srv.cfg.Logger.Warn("store unavailable", "err", err)
+		s.refuse(id, CodeUnavailable, "the server cannot reach its storage right now: try again shortly")
+	default:
+		s.srv.cfg.Logger.Error("request failed", "conn", s.key.Key(), "err", err)
+		s.refuse(id, CodeInternal, "the server failed to handle this message")
+	}
+}
+
+func (s *session) ok(id *uint64, typ string) {
+	s.send(encode(header{Re: id, Type: typ}))
+}
+
+var (
+	errNotInRoom     = &protoError{Code: CodeNotInRoom, Msg: "join a room first"}
+	errAlreadyInRoom = &protoError{Code: CodeAlreadyInRoom, Msg: "this connection is already in a room: leave it first"}
+	errNoRoom        = &room.Error{Code: room.CodeRoomNotFound, Message: "this room does not exist (any more)"}
+)
+
+func (s *session) create(ctx context.Context, req *request) error {
+	if s.attached() != nil {
+		return errAlreadyInRoom
+	}
+	id, err := room.NewID(s.srv.cfg.Rand)
+	if err != nil {
+		return err
+	}
+	who, err := room.NewIdentity(s.srv.cfg.Rand)
+	if err != nil {
+		return err
+	}
+	err = s.attach(ctx, req.ID, id, who.ID, who.Secret, func(r *room.Room) (*room.Room, error) {
+		if r != nil {
+			return nil, &room.Error{Code: room.CodeRoomExists, Message: "a room with this id already exists"}
+		}
+		return room.Create(id, req.create.Room, req.create.Name, who, s.srv.cfg.Now())
+	})
+	if err == nil {
+		s.srv.cfg.Metrics.Rooms.Inc()
+	}
+	return err
+}
+
+func (s *session) join(ctx context.Context, req *request) error {
+	if s.attached() != nil {
+		return errAlreadyInRoom
+	}
+	who, err := room.NewIdentity(s.srv.cfg.Rand)
+	if err != nil {
+		return err
+	}
+	p := req.join
+	return s.attach(ctx, req.ID, p.Room, who.ID, who.Secret, func(r *room.Room) (*room.Room, error) {
+		if r == nil {
+			return nil, errNoRoom
+		}
+		_, err := r.Join(p.Invite, p.Name, who, s.srv.cfg.Now())
+		return r, err
+	})
+}
+
+func (s *session) rejoin(ctx context.Context, req *request) error {
+	if s.attached() != nil {
+		return errAlreadyInRoom
+	}
+	p := req.rejoin
+	return s.attach(ctx, req.ID, p.Room, p.Member, "", func(r *room.Room) (*room.Room, error) {
+		if r == nil {
+			return nil, errNoRoom
+		}
+		_, err := r.Authenticate(p.Member, p.Secret)
+		return r, err
+	})
+}
+
+// attach makes this connection speak for a member of a room: it applies
+// enter (create, join or rejoin) and records the connection in one atomic
+// update, replies with the room, tells the member's other connections they
+// are replaced, and tells the others it is here. secret is set when the
+// identity is new, the only time it is sent.
+func (s *session) attach(ctx context.Context, id *uint64, roomID, memberID, secret string, enter func(*room.Room) (*room.Room, error)) error {
+	att := &attachment{room: roomID, member: memberID}
+	// Subscribe first, so that nothing sent to the member once it is
+	// recorded as connected can be missed.
+	att.unsubscribe = s.srv.cfg.Bus.Subscribe(roomID, memberID, s.deliver)
+	var wasMember, wasOnline bool
+	r, err := s.srv.cfg.Store.Update(ctx, roomID, func(r *room.Room) (*room.Room, error) {
+		wasMember = r != nil && r.Members[memberID] != nil
+		wasOnline = wasMember && r.Online(memberID)
+		r, err := enter(r)
+		if err != nil {
+			return nil, err
+		}
+		r.Prune(s.srv.cfg.Now())
+		return r, r.Connect(memberID, s.key)
+	})
+	if err != nil {
+		att.unsubscribe()
+		return err
+	}
+	s.mu.Lock()
+	s.att = att
+	s.mu.Unlock()
+	s.srv.cfg.Metrics.Connected.Inc()
+
+	s.srv.reaper.track(r)
+
+	self := r.Members[memberID]
+	s.send(encode(joinedReply{
+		header: header{Re: id, Type: "joined"},
+		Room:   viewOf(r),
+		Self:   selfView{ID: self.ID, Name: self.Name, Secret: secret},
+	}))
+	if wasOnline {
+		s.publish(ctx, roomID, memberID, busFrame(busReplaced, []byte(s.key.Key())))
+	}
+	ev := memberEvent{header: header{Type: "member.connected"}, Member: memberView{ID: self.ID, Name: self.Name, Online: true}}
+	if !wasMember {
+		ev.Type = "member.joined"
+	}
+	if !wasOnline {
+		s.broadcast(ctx, r, memberID, encode(ev))
+	}
+	return nil
+}
+
+// detach ends this connection's membership: it forgets the subscription,
+// records the disconnection unless the room already dropped it (forever),
+// and tells the others when the member has no connection left.
+func (s *session) detach(forever bool) {
+	att := s.dropAttachment()
+	if att == nil || forever {
+		return
+	}
+	// The connection may be closing because the server is: record the
+	// disconnection even so.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), storeTimeout)
+	defer cancel()
+	cfg := &s.srv.cfg
+	r, err := cfg.Store.Update(ctx, att.room, func(r *room.Room) (*room.Room, error) {
+		if r == nil {
+			return nil, errUnchanged
+		}
+		r.Disconnect(s.key, cfg.Now(), cfg.DiscardDelay)
+		return r, nil
+	})
+	if err != nil {
+		if !errors.Is(err, errUnchanged) {
+			cfg.Logger.Warn("record disconnection", "room", att.room, "err", err)
+		}
+		return
+	}
+	s.srv.reaper.track(r)
+	if _, ok := r.Members[att.member]; ok && !r.Online(att.member) {
+		s.broadcast(ctx, r, att.member, encode(memberEvent{
+			header: header{Type: "member.disconnected"},
+			Member: memberView{ID: att.member, Name: r.Members[att.member].Name},
+		}))
+	}
+}
+
+// handleMember answers the messages that need this connection to speak for
+// a member.
+func (s *session) handleMember(ctx context.Context, req *request) error {
+	att := s.attached()
+	if att == nil {
+		return errNotInRoom
+	}
+	cfg := &s.srv.cfg
+	now := cfg.Now()
+	switch req.Type {
+	case "invite":
+		tok, err := room.NewToken(cfg.Rand)
+		if err != nil {
+			return err
+		}
+		var in *room.Invite
+		_, err = s.update(ctx, att, func(r *room.Room) error {
+			var err error
+			in, err = r.Invite(att.member, tok, time.Duration(req.invite.TTL)*time.Second, req.invite.SingleUse, now)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		s.send(encode(inviteReply{header: header{Re: req.ID, Type: "invite"}, Invite: inviteOf(in, tok.Token)}))
+	case "invites":
+		r, err := cfg.Store.Get(ctx, att.room)
+		if err != nil {
+			return err
+		}
+		if r.Owner != att.member {
+			return &room.Error{Code: room.CodeNotOwner, Message: "only the room's owner may do this"}
+		}
+		reply := invitesReply{header: header{Re: req.ID, Type: "invites"}, Invites: []inviteView{}}
+		for _, in := range r.ActiveInvites(now) {
+			reply.Invites = append(reply.Invites, inviteOf(in, ""))
+		}
+		s.send(encode(reply))
+	case "revoke":
+		if _, err := s.update(ctx, att, func(r *room.Room) error { return r.Revoke(att.member, req.revoke.Invite) }); err != nil {
+			return err
+		}
+		s.ok(req.ID, "ok")
+	case "lock":
+		locked := *req.lock.Locked
+		r, err := s.update(ctx, att, func(r *room.Room) error { return r.SetLocked(att.member, locked) })
+		if err != nil {
+			return err
+		}
+		s.ok(req.ID, "ok")
+		s.broadcast(ctx, r, att.member, encode(lockedEvent{header: header{Type: "room.locked"}, Locked: locked}))
+	case "kick":
+		target := req.kick.Member
+		r, err := s.update(ctx, att, func(r *room.Room) error { return r.Kick(att.member, target, now, cfg.DiscardDelay) })
+		if err != nil {
+			return err
+		}
+		s.ok(req.ID, "ok")
+		s.publish(ctx, att.room, target, busFrame(busKicked, nil))
+		s.broadcast(ctx, r, att.member, encode(memberLeftEvent{header: header{Type: "member.left"}, Member: target, Kicked: true, Owner: r.Owner}))
+	case "leave":
+		return s.leave(ctx, req, att)
+	}
+	return nil
+}
+
+// leave detaches this connection from its room; with forever, the member
+// leaves the room for good and its name is freed.
+func (s *session) leave(ctx context.Context, req *request, att *attachment) error {
+	if !req.leave.Forever {
+		s.detach(false)
+		s.ok(req.ID, "ok")
+		return nil
+	}
+	cfg := &s.srv.cfg
+	var gone bool
+	r, err := cfg.Store.Update(ctx, att.room, func(r *room.Room) (*room.Room, error) {
+		if r == nil {
+			return nil, errNoRoom
+		}
+		empty, err := r.Leave(att.member, cfg.Now(), cfg.DiscardDelay)
+		if gone = empty; empty {
+			return nil, err
+		}
+		return r, err
+	})
+	if err != nil {
+		return err
+	}
+	s.detach(true)
+	s.ok(req.ID, "ok")
+	if gone {
+		cfg.Metrics.Rooms.Dec()
+		return nil
+	}
+	s.srv.reaper.track(r)
+	// The member's other connections, if any, are now strangers.
+	s.publish(ctx, att.room, att.member, busFrame(busKicked, nil))
+	s.broadcast(ctx, r, att.member, encode(memberLeftEvent{header: header{Type: "member.left"}, Member: att.member, Owner: r.Owner}))
+	return nil
+}
+
+// update applies change to the session's room atomically and returns the
+// room after it.
+func (s *session) update(ctx context.Context, att *attachment, change func(*room.Room) error) (*room.Room, error) {
+	r, err := s.srv.cfg.Store.Update(ctx, att.room, func(r *room.Room) (*room.Room, error) {
+		if r == nil {
+			return nil, errNoRoom
+		}
+		if _, ok := r.Members[att.member]; !ok {
+			return nil, &room.Error{Code: room.CodeBadCredentials, Message: "you are no longer a member of this room"}
+		}
+		if err := change(r); err != nil {
+			return nil, err
+		}
+		return r, nil
+	})
+	if err == nil {
+		s.srv.reaper.track(r)
+	}
+	return r, err
+}
+
+func (s *session) invitation(ctx context.Context, req *request) error {
+	p := req.invitation
+	r, err := s.srv.cfg.Store.Get(ctx, p.Room)
+	if errors.Is(err, store.ErrNotFound) {
+		return errNoRoom
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.CheckInvite(p.Invite, s.srv.cfg.Now()); err != nil {
+		return err
+	}
+	reply := invitationReply{header: header{Re: req.ID, Type: "invitation"}}
+	reply.Room.ID, reply.Room.Name = r.ID, r.Name
+	s.send(encode(reply))
+	return nil
+}
+
+// status tells which of the rooms a browser remembers are still alive. A
+// room is reported alive only to its members: wrong credentials and a
+// discarded room look the same.
+func (s *session) status(ctx context.Context, req *request) error {
+	reply := statusReply{header: header{Re: req.ID, Type: "status"}, Rooms: make([]roomStatus, 0, len(req.status.Rooms))}
+	for _, c := range req.status.Rooms {
+		st := roomStatus{Room: c.Room}
+		r, err := s.srv.cfg.Store.Get(ctx, c.Room)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			if m, err := r.Authenticate(c.Member, c.Secret); err == nil {
+				st.Alive, st.Name, st.Self, st.Locked = true, r.Name, m.Name, r.Locked
+				for _, m := range r.Members {
+					if r.Online(m.ID) {
+						st.Online++
+					}
+				}
+			}
+		}
+		reply.Rooms = append(reply.Rooms, st)
+	}
+	s.send(encode(reply))
+	return nil
+}
+
+// relay forwards WebRTC signalling to another member of the same room. The
+// bus is keyed by room, so a member can reach only connections attached to
+// its own room.
+func (s *session) relay(ctx context.Context, req *request) error {
+	att := s.attached()
+	if att == nil {
+		return errNotInRoom
+	}
+	p := req.signal
+	if p.To == att.member {
+		return &protoError{Code: CodeBadMessage, Msg: "cannot signal yourself"}
+	}
+	delivered, err := s.srv.cfg.Bus.Send(ctx, att.room, p.To, busFrame(busClient, signalFrame(att.member, p.Data)))
+	if err != nil {
+		return err
+	}
+	if !delivered {
+		return &protoError{Code: CodePeerUnavailable, Msg: "no member with this id is connected to this room"}
+	}
+	s.ok(req.ID, "ok")
+	return nil
+}
+
+// broadcast sends msg to every connected member of r but one.
+func (s *session) broadcast(ctx context.Context, r *room.Room, except string, msg []byte) {
+	frame := busFrame(busClient, msg)
+	sent := make(map[string]bool, len(r.Conns))
+	for _, id := range r.Conns {
+		if id != except && !sent[id] {
+			sent[id] = true
+			s.publish(ctx, r.ID, id, frame)
+		}
+	}
+}
+
+func (s *session) publish(ctx context.Context, roomID, memberID string, frame []byte) {
+	if _, err := s.srv.cfg.Bus.Send(ctx, roomID, memberID, frame); err != nil {
+		s.srv.cfg.Logger.Warn("bus send failed", "room", roomID, "err", err)
+	}
+}

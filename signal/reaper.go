@@ -1,0 +1,108 @@
+package signal
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"lepeerchat/room"
+	"lepeerchat/store"
+)
+
+// errUnchanged aborts a store update that turns out to have nothing to do.
+var errUnchanged = errors.New("unchanged")
+
+// reaper discards each room at the exact time its discard clock runs out:
+// one timer per room whose clock is running, not a periodic sweep. The
+// deadline itself lives in the stored room, so it survives a restart; the
+// timer only wakes the node up to check it.
+type reaper struct {
+	store  store.Store
+	now    func() time.Time
+	logger *slog.Logger
+	// onDiscard is told of every room discarded, for metrics.
+	onDiscard func()
+
+	mu      sync.Mutex
+	timers  map[string]*time.Timer
+	stopped bool
+}
+
+func newReaper(st store.Store, now func() time.Time, logger *slog.Logger) *reaper {
+	return &reaper{store: st, now: now, logger: logger, timers: make(map[string]*time.Timer), onDiscard: func() {}}
+}
+
+// track follows the room's discard clock after a change: it arms a timer
+// when the clock runs and disarms it when the clock is stopped.
+func (p *reaper) track(r *room.Room) {
+	if r == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.timers[r.ID]; ok {
+		t.Stop()
+		delete(p.timers, r.ID)
+	}
+	if r.DiscardAt.IsZero() || p.stopped {
+		return
+	}
+	id := r.ID
+	p.timers[id] = time.AfterFunc(r.DiscardAt.Sub(p.now()), func() { p.discard(id) })
+}
+
+// discard deletes the room if its clock has really run out: another node or
+// a reconnection may have stopped it since the timer was set.
+func (p *reaper) discard(id string) {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.timers, id)
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var later *room.Room
+	_, err := p.store.Update(ctx, id, func(r *room.Room) (*room.Room, error) {
+		later = nil
+		switch {
+		case r == nil:
+			return nil, errUnchanged
+		case r.Discardable(p.now()):
+			return nil, nil
+		default:
+			later = r
+			return nil, errUnchanged
+		}
+	})
+	switch {
+	case err == nil:
+		p.logger.Info("room discarded", "room", id)
+		p.onDiscard()
+	case errors.Is(err, errUnchanged):
+		p.track(later)
+	default:
+		// The store is down: try again shortly rather than forget it.
+		p.logger.Warn("discard room failed; retrying", "room", id, "err", err)
+		p.mu.Lock()
+		if !p.stopped {
+			p.timers[id] = time.AfterFunc(5*time.Second, func() { p.discard(id) })
+		}
+		p.mu.Unlock()
+	}
+}
+
+// stop disarms every timer; rooms keep their stored deadlines for the next
+// start.
+func (p *reaper) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	for id, t := range p.timers {
+		t.Stop()
+		delete(p.timers, id)
+	}
+}

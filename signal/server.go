@@ -1,0 +1,267 @@
+package signal
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"lepeerchat/metrics"
+	"lepeerchat/room"
+	"lepeerchat/store"
+)
+
+// Config sets up a Server. Zero values take the defaults documented on each
+// field.
+type Config struct {
+	Store   store.Store
+	Bus     store.Bus
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+
+	// Node names this server node in the rooms' connection records. It
+	// must be stable across restarts of the node and distinct between
+	// nodes sharing a store. Default "main".
+	Node string
+	// DiscardDelay is how long a room outlives its last connection.
+	// Default 30 minutes.
+	DiscardDelay time.Duration
+	// OriginPatterns lists the host patterns (path.Match syntax, as in
+	// websocket.AcceptOptions) allowed to open a WebSocket besides the
+	// server's own origin.
+	OriginPatterns []string
+	// MaxMessageBytes is the largest client message answered normally;
+	// larger ones get a too_large error. Default 64 KiB. Messages over 16
+	// times this close the connection.
+	MaxMessageBytes int
+	// Rate and Burst set each connection's token bucket. Default 50/s, 200.
+	Rate  rate.Limit
+	Burst int
+	// MaxConnsPerIP caps simultaneous WebSockets from one address.
+	// Default 32.
+	MaxConnsPerIP int
+	// TrustProxy takes the client address from the last X-Forwarded-For
+	// entry, for servers behind a reverse proxy.
+	TrustProxy bool
+	// PingInterval and PongTimeout detect half-open connections. Default
+	// 20 s each, so a dead peer is cut within 40 s.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// WriteTimeout bounds one write to a client. Default 10 s.
+	WriteTimeout time.Duration
+
+	// Now and Rand are the clock and the randomness; tests replace them.
+	// Defaults time.Now and crypto/rand.Reader.
+	Now  func() time.Time
+	Rand io.Reader
+}
+
+func (c *Config) setDefaults() error {
+	if c.Store == nil || c.Bus == nil {
+		return errors.New("signal: config needs a Store and a Bus")
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Node == "" {
+		c.Node = "main"
+	}
+	if strings.Contains(c.Node, "/") {
+		return fmt.Errorf("signal: node name %q must not contain '/'", c.Node)
+	}
+	setDefault(&c.DiscardDelay, 30*time.Minute)
+	setDefault(&c.MaxMessageBytes, 64<<10)
+	setDefault(&c.Rate, 50)
+	setDefault(&c.Burst, 200)
+	setDefault(&c.MaxConnsPerIP, 32)
+	setDefault(&c.PingInterval, 20*time.Second)
+	setDefault(&c.PongTimeout, 20*time.Second)
+	setDefault(&c.WriteTimeout, 10*time.Second)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	return nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Server accepts WebSocket connections at /ws and runs one session per
+// connection. It is an http.Handler.
+type Server struct {
+	cfg    Config
+	reaper *reaper
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	perIP    map[string]int
+	closing  bool
+	wg       sync.WaitGroup
+	nextConn uint64
+}
+
+// New returns a Server. Call Start before serving.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		sessions: make(map[*session]struct{}),
+		perIP:    make(map[string]int),
+	}
+	s.reaper = newReaper(cfg.Store, cfg.Now, cfg.Logger)
+	return s, nil
+}
+
+// Start takes over the rooms this node held before it last stopped: their
+// connections from that run are gone, so each room without another node's
+// connection starts (or keeps) its discard clock, and every discard time is
+// scheduled. A room whose time passed while the node was down goes now.
+func (s *Server) Start(ctx context.Context) error {
+	ids, err := s.cfg.Store.IDs(ctx)
+	if err != nil {
+		return fmt.Errorf("list rooms: %w", err)
+	}
+	now := s.cfg.Now()
+	for _, id := range ids {
+		r, err := s.cfg.Store.Update(ctx, id, func(r *room.Room) (*room.Room, error) {
+			if r == nil {
+				return nil, errUnchanged
+			}
+			r.DropNode(s.cfg.Node, now, s.cfg.DiscardDelay)
+			return r, nil
+		})
+		if errors.Is(err, errUnchanged) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("recover room %s: %w", id, err)
+		}
+		s.reaper.track(r)
+	}
+	s.cfg.Metrics.Rooms.Set(float64(len(ids)))
+	return nil
+}
+
+// Shutdown closes every session with "going away", records their
+// disconnections, and stops the discard timers. It returns when all
+// sessions have ended or ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for sess := range s.sessions {
+		sess.close(websocket.StatusGoingAway, "server shutting down")
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	defer s.reaper.stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("signal shutdown: %w", ctx.Err())
+	}
+}
+
+// ServeHTTP upgrades the request to a WebSocket and runs its session until
+// the connection ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ip := s.clientIP(r)
+	if !s.admit(ip) {
+		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
+		return
+	}
+	defer s.release(ip)
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:   []string{Subprotocol},
+		OriginPatterns: s.cfg.OriginPatterns,
+	})
+	if err != nil {
+		s.cfg.Logger.Debug("websocket upgrade refused", "ip", ip, "err", err)
+		return
+	}
+	sess := s.newSession(conn, ip)
+	if sess == nil {
+		conn.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	defer s.forget(sess)
+	sess.run(r.Context())
+}
+
+func (s *Server) newSession(conn *websocket.Conn, ip string) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil
+	}
+	s.nextConn++
+	sess := newSession(s, conn, ip, room.Conn{Node: s.cfg.Node, ID: fmt.Sprint(s.nextConn)})
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	return sess
+}
+
+func (s *Server) forget(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+func (s *Server) admit(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.perIP[ip] >= s.cfg.MaxConnsPerIP {
+		return false
+	}
+	s.perIP[ip]++
+	return true
+}
+
+func (s *Server) release(ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+func (s *Server) clientIP(r *http.Request) string {
+	if s.cfg.TrustProxy {
+		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+			parts := strings.Split(xff, ",")
+			return strings.TrimSpace(parts[len(parts)-1])
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

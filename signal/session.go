@@ -1,0 +1,234 @@
+package signal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"lepeerchat/room"
+)
+
+// Tuning of one session.
+const (
+	// outQueue is how many messages may wait for a slow client before the
+	// session gives up on it.
+	outQueue = 256
+	// maxStrikes is how many messages in a row may be refused for going
+	// over the rate before the connection is cut.
+	maxStrikes = 20
+	// hardLimitFactor times MaxMessageBytes is the frame size at which the
+	// connection is cut instead of answered.
+	hardLimitFactor = 16
+	// storeTimeout bounds one store operation on behalf of a client.
+	storeTimeout = 5 * time.Second
+)
+
+// session is one WebSocket connection. Its read loop (run) decodes and
+// handles client messages one at a time; a writer goroutine sends queued
+// messages; a pinger goroutine detects dead peers. All three end with the
+// connection.
+type session struct {
+	srv     *Server
+	conn    *websocket.Conn
+	ip      string
+	key     room.Conn
+	limiter *rate.Limiter
+	out     chan []byte
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu sync.Mutex
+	// att is the room membership this connection speaks for, if any.
+	att *attachment
+	// closeOnce guards the close handshake.
+	closeOnce sync.Once
+}
+
+// attachment binds a session to one member of one room.
+type attachment struct {
+	room, member string
+	unsubscribe  func()
+}
+
+func newSession(srv *Server, conn *websocket.Conn, ip string, key room.Conn) *session {
+	return &session{
+		srv:     srv,
+		conn:    conn,
+		ip:      ip,
+		key:     key,
+		limiter: rate.NewLimiter(srv.cfg.Rate, srv.cfg.Burst),
+		out:     make(chan []byte, outQueue),
+	}
+}
+
+// run serves the connection until it ends, then records the disconnection.
+func (s *session) run(parent context.Context) {
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(parent))
+	defer s.cancel()
+	cfg := &s.srv.cfg
+	s.conn.SetReadLimit(int64(cfg.MaxMessageBytes) * hardLimitFactor)
+
+	var wg sync.WaitGroup
+	wg.Go(s.writeLoop)
+	wg.Go(s.pingLoop)
+
+	s.send(encode(welcomeMessage{
+		header:  header{Type: "welcome"},
+		Version: Version,
+		Limits: limitsView{
+			MaxMessageBytes: cfg.MaxMessageBytes,
+			RatePerSecond:   float64(cfg.Rate),
+			Burst:           cfg.Burst,
+			MaxNameLength:   room.MaxNameLen,
+			MaxMembers:      room.MaxMembers,
+		},
+	}))
+	err := s.readLoop()
+	s.detach(false)
+	s.cancel()
+	wg.Wait()
+	s.srv.cfg.Logger.Debug("session ended", "conn", s.key.Key(), "ip", s.ip, "err", err)
+}
+
+// readLoop reads one frame at a time and answers it. It returns when the
+// connection fails or is closed.
+func (s *session) readLoop() error {
+	buf := make([]byte, 0, 512)
+	strikes := 0
+	for {
+		typ, r, err := s.conn.Reader(s.ctx)
+		if err != nil {
+			return err
+		}
+		buf, err = readFrame(buf[:0], r, s.srv.cfg.MaxMessageBytes)
+		if !s.limiter.Allow() {
+			if strikes++; strikes >= maxStrikes {
+				s.close(websocket.StatusPolicyViolation, "rate limit exceeded")
+				return errors.New("rate limit exceeded")
+			}
+			s.refuse(nil, CodeRateLimited, "too many messages: slow down")
+			continue
+		}
+		strikes = 0
+		switch {
+		case errors.Is(err, errTooLarge):
+			s.refuse(nil, CodeTooLarge, fmt.Sprintf("a message may have at most %d bytes", s.srv.cfg.MaxMessageBytes))
+		case err != nil:
+			return err
+		case typ != websocket.MessageText:
+			s.refuse(nil, CodeBinaryFrame, "binary messages are not part of the protocol: send JSON text")
+		default:
+			s.handle(buf)
+		}
+	}
+}
+
+var errTooLarge = errors.New("message too large")
+
+// readFrame reads a whole frame into buf. Past max bytes it drains the rest
+// of the frame (bounded by the connection's read limit) and reports
+// errTooLarge, so that the connection stays usable.
+func readFrame(buf []byte, r io.Reader, max int) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > max {
+				if _, err := io.Copy(io.Discard, r); err != nil {
+					return buf, err
+				}
+				return buf, errTooLarge
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if len(buf) > max {
+				return buf, errTooLarge
+			}
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// send queues a message for the client. A client too slow to take its
+// messages is cut rather than allowed to hold memory.
+func (s *session) send(msg []byte) {
+	select {
+	case s.out <- msg:
+	default:
+		s.close(websocket.StatusPolicyViolation, "too slow to receive messages")
+	}
+}
+
+func (s *session) writeLoop() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case msg := <-s.out:
+			ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
+			err := s.conn.Write(ctx, websocket.MessageText, msg)
+			cancel()
+			if err != nil {
+				s.cancel()
+				return
+			}
+		}
+	}
+}
+
+func (s *session) pingLoop() {
+	t := time.NewTicker(s.srv.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.PongTimeout)
+			err := s.conn.Ping(ctx)
+			cancel()
+			if err != nil {
+				if s.ctx.Err() == nil {
+					s.srv.cfg.Logger.Debug("no pong: closing", "conn", s.key.Key(), "ip", s.ip)
+				}
+				s.conn.CloseNow()
+				s.cancel()
+				return
+			}
+		}
+	}
+}
+
+// close ends the connection with a close frame giving the reason. It does
+// not wait for the peer's answer beyond the library's own bound.
+func (s *session) close(code websocket.StatusCode, reason string) {
+	s.closeOnce.Do(func() {
+		go func() {
+			s.conn.Close(code, reason)
+		}()
+	})
+}
+
+// refuse sends a negative reply and counts it.
+func (s *session) refuse(id *uint64, code room.Code, msg string) {
+	s.srv.cfg.Metrics.Errors.WithLabelValues(string(code)).Inc()
+	s.send(encode(errorReply{header: header{Re: id, Type: "error"}, Error: errorBody{Code: code, Message: msg}}))
+}
+
+// attached returns the session's current membership, or nil.
+func (s *session) attached() *attachment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.att
+}
