@@ -22,6 +22,7 @@ const (
 	CodeNotOwner       Code = "not_owner"
 	CodeNoSuchMember   Code = "no_such_member"
 	CodeNoSuchInvite   Code = "no_such_invite"
+	CodeCannotKickSelf Code = "cannot_kick_self"
 )
 
 // Error is a refusal by the room rules: a stable code and a sentence a

@@ -269,7 +269,7 @@ func TestKick(t *testing.T) {
 		{"a guest may not kick", "m-carol", "m-bob", room.CodeNotOwner},
 		{"a guest may not kick the owner", "m-bob", ownerID, room.CodeNotOwner},
 		{"a stranger may not kick", "m-stranger", "m-bob", room.CodeNotOwner},
-		{"the owner may not kick itself", ownerID, ownerID, room.CodeNoSuchMember},
+		{"the owner may not kick itself", ownerID, ownerID, room.CodeCannotKickSelf},
 		{"the owner may not kick a stranger", ownerID, "m-stranger", room.CodeNoSuchMember},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package room
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -52,6 +53,10 @@ func (r *Room) Join(token, user string, who Identity, now time.Time) (*Member, e
 	}
 	if in.SingleUse {
 		in.Used = true
+	}
+	if _, clash := r.Members[who.ID]; clash {
+		// 128 random bits never collide in practice; never overwrite.
+		return nil, errors.New("room: minted member id already in use")
 	}
 	m := &Member{ID: who.ID, Name: user, SecretHash: hashSecret(who.Secret), Joined: now}
 	r.Members[m.ID] = m
@@ -266,7 +271,7 @@ func (r *Room) Kick(by, target string, now time.Time, discardDelay time.Duration
 		return err
 	}
 	if target == by {
-		return refuse(CodeNoSuchMember, "the owner cannot kick themselves; leave instead")
+		return refuse(CodeCannotKickSelf, "the owner cannot kick themselves; leave instead")
 	}
 	_, err := r.Leave(target, now, discardDelay)
 	return err

@@ -34,11 +34,14 @@ type Store interface {
 	Get(ctx context.Context, id string) (*room.Room, error)
 	// Update applies fn to the room atomically: no other change to the
 	// same room interleaves. It returns what fn returned; when fn fails,
-	// its error is returned unchanged and nothing is written.
+	// its error is returned unchanged with a nil room and nothing is
+	// written. A result whose ID is not id is refused. When ctx has
+	// ended, fn is not called and the error wraps ctx.Err().
 	Update(ctx context.Context, id string, fn UpdateFunc) (*room.Room, error)
 	// IDs lists the ids of every stored room.
 	IDs(ctx context.Context) ([]string, error)
-	// Close flushes and releases the store.
+	// Close flushes and releases the store. Every later call but Close
+	// fails with ErrUnavailable.
 	Close() error
 }
 
@@ -46,8 +49,9 @@ type Store interface {
 // held.
 type Bus interface {
 	// Subscribe calls deliver for every message sent to the member until
-	// cancel is called. deliver must not block; it may call cancel, and may
-	// still be called once while cancel runs.
+	// cancel is called. deliver must not block, and may call cancel. A
+	// Send that began before cancel returned may still call deliver; no
+	// Send that begins after cancel returns does.
 	Subscribe(roomID, memberID string, deliver func(msg []byte)) (cancel func())
 	// Send delivers msg to every current subscription of the member and
 	// reports whether there was any; a member with none is not an error.
