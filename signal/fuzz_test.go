@@ -48,7 +48,7 @@ func FuzzDecode(f *testing.F) {
 			"revoke": req.revoke != nil, "lock": req.lock != nil && req.lock.Locked != nil,
 			"kick": req.kick != nil, "leave": req.leave != nil,
 			"signal": req.signal != nil && len(req.signal.Data) > 0 && req.signal.Data[0] == '{',
-			"ping": true, "invites": true,
+			"ping":   true, "invites": true,
 		}
 		has, ok := payloads[req.Type]
 		if !ok || !has {

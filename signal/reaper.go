@@ -25,13 +25,14 @@ type reaper struct {
 	// onDiscard is told of every room discarded, for metrics.
 	onDiscard func()
 
-	mu      sync.Mutex
-	timers  map[string]*time.Timer
-	stopped bool
+	mu       sync.Mutex
+	timers   map[string]*time.Timer
+	stopped  bool
+	inflight sync.WaitGroup // discards running now
 }
 
-func newReaper(st store.Store, now func() time.Time, logger *slog.Logger) *reaper {
-	return &reaper{store: st, now: now, logger: logger, timers: make(map[string]*time.Timer), onDiscard: func() {}}
+func newReaper(st store.Store, now func() time.Time, logger *slog.Logger, onDiscard func()) *reaper {
+	return &reaper{store: st, now: now, logger: logger, timers: make(map[string]*time.Timer), onDiscard: onDiscard}
 }
 
 // track follows the room's discard clock after a change: it arms a timer
@@ -62,7 +63,9 @@ func (p *reaper) discard(id string) {
 		return
 	}
 	delete(p.timers, id)
+	p.inflight.Add(1)
 	p.mu.Unlock()
+	defer p.inflight.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var later *room.Room
@@ -95,14 +98,15 @@ func (p *reaper) discard(id string) {
 	}
 }
 
-// stop disarms every timer; rooms keep their stored deadlines for the next
-// start.
+// stop disarms every timer and waits for discards in progress; rooms keep
+// their stored deadlines for the next start.
 func (p *reaper) stop() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.stopped = true
 	for id, t := range p.timers {
 		t.Stop()
 		delete(p.timers, id)
 	}
+	p.mu.Unlock()
+	p.inflight.Wait()
 }

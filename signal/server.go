@@ -130,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 		sessions: make(map[*session]struct{}),
 		perIP:    make(map[string]int),
 	}
-	s.reaper = newReaper(cfg.Store, cfg.Now, cfg.Logger)
+	s.reaper = newReaper(cfg.Store, cfg.Now, cfg.Logger, cfg.Metrics.Rooms.Dec)
 	return s, nil
 }
 

@@ -47,8 +47,11 @@ type session struct {
 	mu sync.Mutex
 	// att is the room membership this connection speaks for, if any.
 	att *attachment
-	// closeOnce guards the close handshake.
+	// closeOnce guards the close handshake, which runs in the background
+	// (closing may be decided on another session's goroutine) and which
+	// run waits for.
 	closeOnce sync.Once
+	closing   sync.WaitGroup
 }
 
 // attachment binds a session to one member of one room.
@@ -94,6 +97,8 @@ func (s *session) run(parent context.Context) {
 	s.detach(false)
 	s.cancel()
 	wg.Wait()
+	s.closing.Wait()
+	s.conn.CloseNow()
 	s.srv.cfg.Logger.Debug("session ended", "conn", s.key.Key(), "ip", s.ip, "err", err)
 }
 
@@ -214,9 +219,7 @@ func (s *session) pingLoop() {
 // not wait for the peer's answer beyond the library's own bound.
 func (s *session) close(code websocket.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
-		go func() {
-			s.conn.Close(code, reason)
-		}()
+		s.closing.Go(func() { s.conn.Close(code, reason) })
 	})
 }
 
