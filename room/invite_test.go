@@ -120,7 +120,7 @@ func TestInviteRefusesBeyondMaxInvites(t *testing.T) {
 	}
 }
 
-func TestExpiredInvitationsArePrunedAndNotCounted(t *testing.T) {
+func TestExpiredInvitationsDoNotCountAndMakeRoomWhenNeeded(t *testing.T) {
 	c := newClock()
 	r := newRoom(t, c)
 	// Half of the invitations last an hour, the other half a day.
@@ -138,17 +138,20 @@ func TestExpiredInvitationsArePrunedAndNotCounted(t *testing.T) {
 	if _, err := r.Invite(ownerID, token("i-extra"), time.Hour, false, now); err != nil {
 		t.Fatalf("Invite after half expired = %v", err)
 	}
-	if want := room.MaxInvites/2 + 1; len(r.Invites) != want {
-		t.Errorf("room holds %d invitations, want %d: the expired ones forgotten", len(r.Invites), want)
+	if len(r.Invites) > room.MaxInvites {
+		t.Errorf("room holds %d invitations, more than %d", len(r.Invites), room.MaxInvites)
 	}
-	for id, in := range r.Invites {
-		if !now.Before(in.Expires) {
-			t.Errorf("expired invitation %s is still kept", id)
+	if got, want := len(r.ActiveInvites(now)), room.MaxInvites/2+1; got != want {
+		t.Errorf("%d active invitations, want %d", got, want)
+	}
+	for i := 1; i < room.MaxInvites; i += 2 {
+		if id := fmt.Sprintf("i-%02d", i); r.Invites[id] == nil {
+			t.Errorf("active invitation %s was forgotten to make room", id)
 		}
 	}
 }
 
-func TestPruneForgetsExactlyTheExpiredInvitations(t *testing.T) {
+func TestPruneForgetsExactlyTheInvitationsExpiredLongAgo(t *testing.T) {
 	c := newClock()
 	r := newRoom(t, c)
 	mustInvite(t, r, "i-short", time.Minute, false, c.now())
@@ -158,16 +161,20 @@ func TestPruneForgetsExactlyTheExpiredInvitations(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r.Prune(c.advance(time.Minute - time.Nanosecond))
-	if len(r.Invites) != 3 {
-		t.Fatalf("Prune before any expiry left %d invitations, want 3", len(r.Invites))
+	r.Prune(c.advance(time.Minute))
+	if r.Invites["i-short"] == nil {
+		t.Fatal("an invitation is forgotten at its expiry: its holder would be told \"invalid\", not \"expired\"")
+	}
+	r.Prune(c.advance(room.ExpiredInviteGrace - time.Nanosecond))
+	if r.Invites["i-short"] == nil {
+		t.Fatal("an invitation is forgotten before the grace period ends")
 	}
 	r.Prune(c.advance(time.Nanosecond))
 	if r.Invites["i-short"] != nil {
-		t.Error("an invitation is kept at its expiry")
+		t.Error("an invitation is kept after the grace period")
 	}
 	if r.Invites["i-long"] == nil || r.Invites["i-revoked"] == nil {
-		t.Error("an unexpired invitation was forgotten")
+		t.Error("an invitation expired for less than the grace period was forgotten")
 	}
 }
 

@@ -26,6 +26,9 @@ const (
 	MinInviteTTL = time.Minute
 	// DefaultInviteTTL is the lifetime of an invitation when none is chosen.
 	DefaultInviteTTL = 24 * time.Hour
+	// ExpiredInviteGrace is how long an expired invitation is remembered,
+	// so that its holder is told "expired" rather than "invalid".
+	ExpiredInviteGrace = 7 * 24 * time.Hour
 )
 
 // Room is the whole persisted state of one room. Its fields are exported so

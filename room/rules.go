@@ -137,9 +137,9 @@ func (r *Room) Authenticate(memberID, secret string) (*Member, error) {
 
 // Invite records a new invitation issued by the owner, valid for ttl (zero
 // means DefaultInviteTTL). Only the invitations that can still let someone
-// in count against MaxInvites: expired ones are pruned first, and revoked or
-// used ones, kept to give their holders a precise refusal, are forgotten,
-// oldest first, when their place is needed.
+// in count against MaxInvites: revoked, used and expired ones, kept to give
+// their holders a precise refusal, are forgotten, oldest first, when their
+// place is needed.
 func (r *Room) Invite(by string, tok Token, ttl time.Duration, singleUse bool, now time.Time) (*Invite, error) {
 	if err := r.mustOwn(by); err != nil {
 		return nil, err
@@ -154,7 +154,7 @@ func (r *Room) Invite(by string, tok Token, ttl time.Duration, singleUse bool, n
 	if len(r.ActiveInvites(now)) >= MaxInvites {
 		return nil, refuse(CodeTooManyInvites, "too many outstanding invitations: revoke some first")
 	}
-	r.forgetDeadInvites(len(r.Invites) - MaxInvites + 1)
+	r.forgetDeadInvites(len(r.Invites)-MaxInvites+1, now)
 	if r.Invites == nil {
 		r.Invites = make(map[string]*Invite)
 	}
@@ -181,25 +181,25 @@ func (r *Room) Revoke(by, id string) error {
 	return nil
 }
 
-// Prune forgets the invitations that can no longer let anyone in and whose
-// holders no longer need a precise refusal: expired ones.
+// Prune forgets the invitations whose holders no longer need a precise
+// refusal: those that expired more than ExpiredInviteGrace ago.
 func (r *Room) Prune(now time.Time) {
 	for id, in := range r.Invites {
-		if !now.Before(in.Expires) {
+		if !now.Before(in.Expires.Add(ExpiredInviteGrace)) {
 			delete(r.Invites, id)
 		}
 	}
 }
 
-// forgetDeadInvites forgets up to n revoked or used invitations, oldest
-// first.
-func (r *Room) forgetDeadInvites(n int) {
+// forgetDeadInvites forgets up to n revoked, used or expired invitations,
+// oldest first.
+func (r *Room) forgetDeadInvites(n int, now time.Time) {
 	if n <= 0 {
 		return
 	}
 	var dead []*Invite
 	for _, in := range r.Invites {
-		if in.Revoked || in.Used {
+		if in.Revoked || in.Used || !now.Before(in.Expires) {
 			dead = append(dead, in)
 		}
 	}

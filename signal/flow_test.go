@@ -140,6 +140,7 @@ func TestInvitationExpiryRevocationAndSingleUse(t *testing.T) {
 	h.refused("invite_expired", "join", map[string]any{"room": owner.room, "invite": short, "name": "G2"})
 	a.refused("invalid_ttl", "invite", map[string]any{"ttl": 59})
 	a.refused("invalid_ttl", "invite", map[string]any{"ttl": 31 * 24 * 3600})
+	a.refused("invalid_ttl", "invite", map[string]any{"ttl": uint64(18446744134)}) // overflows a Duration
 }
 
 func TestDuplicateNameRaceHasExactlyOneWinner(t *testing.T) {

@@ -230,10 +230,13 @@ func (s *session) handleMember(ctx context.Context, req *request) error {
 		if err != nil {
 			return err
 		}
+		// Past the longest lifetime, any value is refused alike; capping
+		// it first keeps the conversion from overflowing.
+		ttl := time.Duration(min(req.invite.TTL, int64(room.MaxInviteTTL/time.Second)+1)) * time.Second
 		var in *room.Invite
 		_, err = s.update(ctx, att, func(r *room.Room) error {
 			var err error
-			in, err = r.Invite(att.member, tok, time.Duration(req.invite.TTL)*time.Second, req.invite.SingleUse, now)
+			in, err = r.Invite(att.member, tok, ttl, req.invite.SingleUse, now)
 			return err
 		})
 		if err != nil {
@@ -242,6 +245,9 @@ func (s *session) handleMember(ctx context.Context, req *request) error {
 		s.send(encode(inviteReply{header: header{Re: req.ID, Type: "invite"}, Invite: inviteOf(in, tok.Token)}))
 	case "invites":
 		r, err := cfg.Store.Get(ctx, att.room)
+		if errors.Is(err, store.ErrNotFound) {
+			return errNoRoom
+		}
 		if err != nil {
 			return err
 		}

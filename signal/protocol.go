@@ -42,7 +42,9 @@ const (
 const (
 	maxIDLen     = 64
 	maxSecretLen = 128
-	maxNameBytes = 1024
+	// maxNameBytes leaves room for white space around the longest name
+	// the rules accept; the rules then check the name itself.
+	maxNameBytes = 2 * room.MaxNameBytes
 	maxStatus    = 100
 )
 

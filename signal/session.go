@@ -19,9 +19,10 @@ const (
 	// outQueue is how many messages may wait for a slow client before the
 	// session gives up on it.
 	outQueue = 256
-	// maxStrikes is how many messages in a row may be refused for going
-	// over the rate before the connection is cut.
-	maxStrikes = 20
+	// maxStrikes is how many messages may be refused for going over the
+	// rate within strikeWindow before the connection is cut.
+	maxStrikes   = 20
+	strikeWindow = 10 * time.Second
 	// hardLimitFactor times MaxMessageBytes is the frame size at which the
 	// connection is cut instead of answered.
 	hardLimitFactor = 16
@@ -106,29 +107,31 @@ func (s *session) run(parent context.Context) {
 // connection fails or is closed.
 func (s *session) readLoop() error {
 	buf := make([]byte, 0, 512)
-	strikes := 0
+	// Refusals for going over the rate are themselves limited: a client
+	// that keeps being refused is cut, however fast it floods.
+	strikes := rate.NewLimiter(rate.Every(strikeWindow/maxStrikes), maxStrikes)
 	for {
 		typ, r, err := s.conn.Reader(s.ctx)
 		if err != nil {
 			return err
 		}
 		buf, err = readFrame(buf[:0], r, s.srv.cfg.MaxMessageBytes)
+		if err != nil && !errors.Is(err, errTooLarge) {
+			return err
+		}
 		if !s.limiter.Allow() {
-			if strikes++; strikes >= maxStrikes {
+			if !strikes.Allow() {
 				s.close(websocket.StatusPolicyViolation, "rate limit exceeded")
 				return errors.New("rate limit exceeded")
 			}
 			s.refuse(nil, CodeRateLimited, "too many messages: slow down")
 			continue
 		}
-		strikes = 0
 		switch {
-		case errors.Is(err, errTooLarge):
-			s.refuse(nil, CodeTooLarge, fmt.Sprintf("a message may have at most %d bytes", s.srv.cfg.MaxMessageBytes))
-		case err != nil:
-			return err
 		case typ != websocket.MessageText:
 			s.refuse(nil, CodeBinaryFrame, "binary messages are not part of the protocol: send JSON text")
+		case err != nil:
+			s.refuse(nil, CodeTooLarge, fmt.Sprintf("a message may have at most %d bytes", s.srv.cfg.MaxMessageBytes))
 		default:
 			s.handle(buf)
 		}
