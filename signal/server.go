@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -85,6 +86,9 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.DiscardDelay, 30*time.Minute)
 	setDefault(&c.MaxMessageBytes, 64<<10)
 	setDefault(&c.Rate, 50)
+	if r := float64(c.Rate); math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {
+		return fmt.Errorf("signal: rate %v must be a finite positive number", r)
+	}
 	setDefault(&c.Burst, 200)
 	setDefault(&c.MaxConnsPerIP, 32)
 	setDefault(&c.PingInterval, 20*time.Second)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -109,6 +110,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	cfg.web.ACMEDomains = splitList(acmeDomains)
 	cfg.signal.OriginPatterns = splitList(origins)
 	cfg.signal.Rate = rate.Limit(ratePerSec)
+	if math.IsNaN(ratePerSec) || math.IsInf(ratePerSec, 0) {
+		// NaN and Inf pass the check below but cannot be sent to clients in
+		// the JSON welcome message.
+		return nil, fmt.Errorf("-rate must be a finite number, not %v", ratePerSec)
+	}
 	if cfg.signal.DiscardDelay <= 0 || ratePerSec <= 0 || cfg.signal.Burst <= 0 || cfg.signal.MaxConnsPerIP <= 0 {
 		return nil, errors.New("-discard-after, -rate, -burst and -max-conns-per-ip must be positive")
 	}
