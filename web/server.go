@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -315,7 +316,7 @@ func (s *Server) Run(ctx context.Context) error {
 		defer signal.Stop(hup)
 	}
 
-	errorLog := slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug) // TLS handshake noise from scanners
+	errorLog := log.New(serverLogWriter{s.logger}, "", 0)
 	main := &http.Server{
 		Handler:           s.handler,
 		TLSConfig:         s.tlsConfig,
@@ -404,4 +405,19 @@ func (s *Server) shutdown(servers []*http.Server) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// serverLogWriter carries net/http's own error log into slog. Most of it is
+// TLS handshake noise from scanners, kept at Debug; a panic in a handler is
+// an error and is logged as one.
+type serverLogWriter struct{ logger *slog.Logger }
+
+func (w serverLogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelDebug
+	if strings.Contains(line, "panic") {
+		level = slog.LevelError
+	}
+	w.logger.Log(context.Background(), level, "web: http server: "+line)
+	return len(p), nil
 }
