@@ -48,6 +48,9 @@ type session struct {
 	mu sync.Mutex
 	// att is the room membership this connection speaks for, if any.
 	att *attachment
+	// ended is set, under mu, once run waits for the close handshake.
+	ended bool
+
 	// closeOnce guards the close handshake, which runs in the background
 	// (closing may be decided on another session's goroutine) and which
 	// run waits for.
@@ -98,6 +101,9 @@ func (s *session) run(parent context.Context) {
 	s.detach(false)
 	s.cancel()
 	wg.Wait()
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
 	s.closing.Wait()
 	s.conn.CloseNow()
 	s.srv.cfg.Logger.Debug("session ended", "conn", s.key.Key(), "ip", s.ip, "err", err)
@@ -184,7 +190,9 @@ func (s *session) writeLoop() {
 		case <-s.ctx.Done():
 			return
 		case msg := <-s.out:
-			ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
+			// A write under way finishes even when the session ends,
+			// so that a close frame queued behind it is not lost.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.srv.cfg.WriteTimeout)
 			err := s.conn.Write(ctx, websocket.MessageText, msg)
 			cancel()
 			if err != nil {
@@ -222,7 +230,11 @@ func (s *session) pingLoop() {
 // not wait for the peer's answer beyond the library's own bound.
 func (s *session) close(code websocket.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
-		s.closing.Go(func() { s.conn.Close(code, reason) })
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.ended {
+			s.closing.Go(func() { s.conn.Close(code, reason) })
+		}
 	})
 }
 
