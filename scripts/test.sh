@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs the whole lepeerchat test suite: formatting and vet, every test under
-# the race detector, and short fuzz runs of the protocol decoder and the name
-# rules. Needs only Go; fetches modules through the Go module proxy.
+# Runs the whole lepeerchat test suite: formatting and vet, the type check
+# of the browser client, every test under the race detector (the browser
+# tests in e2e/ need Chromium at /usr/bin/chromium: without it they skip,
+# unless CI is set), and short fuzz runs of the protocol decoder and the
+# name rules. Needs Go and Node; fetches Go modules through the Go module
+# proxy and TypeScript (pinned in web/package-lock.json) through npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +14,12 @@ if [ -n "$unformatted" ]; then
 	echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+
+echo "== type check of the web client (tsc --checkJs)"
+if [ ! -x web/node_modules/.bin/tsc ]; then
+	(cd web && npm ci --no-audit --no-fund)
+fi
+web/node_modules/.bin/tsc -p web
 
 echo "== go test -race"
 go test -race -count=1 ./...
