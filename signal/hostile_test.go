@@ -180,7 +180,9 @@ func TestConnectionsPerAddressAreCapped(t *testing.T) {
 }
 
 func TestHalfOpenConnectionIsClosedAfterPongTimeout(t *testing.T) {
-	ts := startServer(t, "", func(c *Config) { c.PingInterval, c.PongTimeout = 50*time.Millisecond, 50*time.Millisecond })
+	// The timeout is short enough to be seen within the test's wait and
+	// long enough for live clients to answer on a loaded machine.
+	ts := startServer(t, "", func(c *Config) { c.PingInterval, c.PongTimeout = 200*time.Millisecond, time.Second })
 	a := dial(t, ts)
 	owner := createRoom(a, "r", "Ann")
 
