@@ -137,8 +137,10 @@ func (s *session) rejoin(ctx context.Context, req *request) error {
 func (s *session) attach(ctx context.Context, id *uint64, roomID, memberID, secret string, enter func(*room.Room) (*room.Room, error)) error {
 	att := &attachment{room: roomID, member: memberID}
 	// Subscribe first, so that nothing sent to the member once it is
-	// recorded as connected can be missed.
-	att.unsubscribe = s.srv.cfg.Bus.Subscribe(roomID, memberID, s.deliver)
+	// recorded as connected can be missed; hold it until the claim is
+	// checked (gate.go).
+	held := &gate{to: s.deliver}
+	att.unsubscribe = s.srv.cfg.Bus.Subscribe(roomID, memberID, held.deliver)
 	var wasMember, wasOnline bool
 	r, err := s.srv.cfg.Store.Update(ctx, roomID, func(r *room.Room) (*room.Room, error) {
 		wasMember = r != nil && r.Members[memberID] != nil
@@ -154,6 +156,8 @@ func (s *session) attach(ctx context.Context, id *uint64, roomID, memberID, secr
 		att.unsubscribe()
 		return err
 	}
+	ice := s.ice(memberID)
+	s.startICERefresh(att, ice)
 	s.mu.Lock()
 	s.att = att
 	s.mu.Unlock()
@@ -163,10 +167,12 @@ func (s *session) attach(ctx context.Context, id *uint64, roomID, memberID, secr
 
 	self := r.Members[memberID]
 	s.send(encode(joinedReply{
-		header: header{Re: id, Type: "joined"},
-		Room:   viewOf(r),
-		Self:   selfView{ID: self.ID, Name: self.Name, Secret: secret},
+		header:  header{Re: id, Type: "joined"},
+		Room:    viewOf(r),
+		Self:    selfView{ID: self.ID, Name: self.Name, Secret: secret},
+		iceView: ice,
 	}))
+	held.release()
 	if wasOnline {
 		s.publish(ctx, roomID, memberID, busFrame(busReplaced, []byte(s.key.Key())))
 	}
@@ -278,6 +284,7 @@ func (s *session) handleMember(ctx context.Context, req *request) error {
 		if err != nil {
 			return err
 		}
+		s.srv.revokeRelays(target)
 		s.ok(req.ID, "ok")
 		s.publish(ctx, att.room, target, busFrame(busKicked, nil))
 		s.broadcast(ctx, r, att.member, encode(memberLeftEvent{header: header{Type: "member.left"}, Member: target, Kicked: true, Owner: r.Owner}))
@@ -311,6 +318,7 @@ func (s *session) leave(ctx context.Context, req *request, att *attachment) erro
 		return err
 	}
 	s.detach(true)
+	s.srv.revokeRelays(att.member)
 	s.ok(req.ID, "ok")
 	if gone {
 		cfg.Metrics.Rooms.Dec()

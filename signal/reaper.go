@@ -41,17 +41,22 @@ func (p *reaper) track(r *room.Room) {
 	if r == nil {
 		return
 	}
+	p.schedule(r.ID, r.DiscardAt)
+}
+
+// schedule arms the room's timer for at, or disarms it when at is zero. In
+// a cluster, other nodes' deadlines arrive here too (cluster.go).
+func (p *reaper) schedule(id string, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t, ok := p.timers[r.ID]; ok {
+	if t, ok := p.timers[id]; ok {
 		t.Stop()
-		delete(p.timers, r.ID)
+		delete(p.timers, id)
 	}
-	if r.DiscardAt.IsZero() || p.stopped {
+	if at.IsZero() || p.stopped {
 		return
 	}
-	id := r.ID
-	p.timers[id] = time.AfterFunc(r.DiscardAt.Sub(p.now()), func() { p.discard(id) })
+	p.timers[id] = time.AfterFunc(at.Sub(p.now()), func() { p.discard(id) })
 }
 
 // discard deletes the room if its clock has really run out: another node or

@@ -53,6 +53,8 @@ type joinedReply struct {
 	header
 	Room roomView `json:"room"`
 	Self selfView `json:"self"`
+	// The ICE servers, when the server has an ICE provider (turn.go).
+	*iceView
 }
 
 type invitationReply struct {

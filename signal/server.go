@@ -61,6 +61,12 @@ type Config struct {
 	// WriteTimeout bounds one write to a client. Default 10 s.
 	WriteTimeout time.Duration
 
+	// ICE, when set, gives each member the STUN/TURN servers its browser
+	// uses: in the joined reply, then again (ice.servers) before their
+	// credentials expire. It is told when a member leaves its room for
+	// good or is kicked, so that its relays close. Nil sends none.
+	ICE ICEProvider
+
 	// Now and Rand are the clock and the randomness; tests replace them.
 	// Defaults time.Now and crypto/rand.Reader.
 	Now  func() time.Time
@@ -122,6 +128,9 @@ type Server struct {
 	closing  bool
 	wg       sync.WaitGroup
 	nextConn uint64
+
+	// leave takes this node out of its cluster; nil on a single node.
+	leave func()
 }
 
 // New returns a Server. Call Start before serving.
@@ -142,6 +151,7 @@ func New(cfg Config) (*Server, error) {
 // connections from that run are gone, so each room without another node's
 // connection starts (or keeps) its discard clock, and every discard time is
 // scheduled. A room whose time passed while the node was down goes now.
+// When the Store is a store.Cluster, the node then joins the others.
 func (s *Server) Start(ctx context.Context) error {
 	ids, err := s.cfg.Store.IDs(ctx)
 	if err != nil {
@@ -165,12 +175,21 @@ func (s *Server) Start(ctx context.Context) error {
 		s.reaper.track(r)
 	}
 	s.cfg.Metrics.Rooms.Set(float64(len(ids)))
+	// A store shared with other nodes keeps the rooms going when one of
+	// them dies (cluster.go).
+	if c, ok := s.cfg.Store.(store.Cluster); ok {
+		leave, err := c.Join(ctx, s.cfg.Node, clusterNode{s})
+		if err != nil {
+			return fmt.Errorf("join the cluster: %w", err)
+		}
+		s.leave = leave
+	}
 	return nil
 }
 
 // Shutdown closes every session with "going away", records their
-// disconnections, and stops the discard timers. It returns when all
-// sessions have ended or ctx is done.
+// disconnections, stops the discard timers and leaves the cluster, if any.
+// It returns when all sessions have ended or ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
@@ -183,6 +202,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		close(done)
 	}()
+	if s.leave != nil {
+		defer s.leave()
+	}
 	defer s.reaper.stop()
 	select {
 	case <-done:
@@ -215,7 +237,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.forget(sess)
-	sess.run(r.Context())
+	sess.run(withHost(r.Context(), r.Host))
 }
 
 func (s *Server) newSession(conn *websocket.Conn, ip string) *session {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	sig "lepeerchat/signal"
+	"lepeerchat/turn"
 	"lepeerchat/web"
 )
 
@@ -24,7 +26,9 @@ import (
 var allFlags = []string{
 	"listen", "data", "tls-cert", "tls-key", "acme-domain", "acme-email", "acme-http", "http",
 	"discard-after", "allowed-origins", "trust-proxy", "max-conns-per-ip", "rate", "burst", "node",
-	"log-level", "log-format",
+	"log-level", "log-format", "redis",
+	"turn", "turn-listen", "turn-tls-listen", "turn-public-ip", "turn-host", "turn-relay-ports",
+	"turn-allow-peer", "turn-max-allocations", "turn-secret", "turn-credential-ttl", "ice-servers",
 }
 
 // envName is the environment variable standing for a flag.
@@ -48,6 +52,14 @@ func defaultConfig() *config {
 			Node:          "main",
 		},
 		logLevel: slog.LevelInfo,
+		turn: turnConfig{
+			Enabled:   true,
+			Listen:    ":3478",
+			MinPort:   49152,
+			MaxPort:   65535,
+			MaxAllocs: 128,
+			TTL:       4 * time.Hour,
+		},
 	}
 }
 
@@ -116,8 +128,27 @@ var flagCases = []struct {
 	{"rate", "2.5", func(c *config) { c.signal.Rate = rate.Limit(2.5) }},
 	{"burst", "7", func(c *config) { c.signal.Burst = 7 }},
 	{"node", "node-b", func(c *config) { c.signal.Node = "node-b" }},
+	{"redis", "redis://127.0.0.1:6379/2", func(c *config) { c.redisURL = "redis://127.0.0.1:6379/2" }},
 	{"log-level", "debug", func(c *config) { c.logLevel = slog.LevelDebug }},
 	{"log-format", "json", func(c *config) { c.logJSON = true }},
+	{"turn", "false", func(c *config) { c.turn.Enabled = false }},
+	{"turn-listen", "127.0.0.1:3479", func(c *config) { c.turn.Listen = "127.0.0.1:3479" }},
+	{"turn-tls-listen", ":5349", func(c *config) { c.turn.TLSListen = ":5349" }},
+	{"turn-public-ip", "203.0.113.7", func(c *config) { c.turn.PublicIP = netip.MustParseAddr("203.0.113.7") }},
+	{"turn-host", "Turn.Example.Org", func(c *config) { c.turn.Host = "turn.example.org" }},
+	{"turn-relay-ports", "40000-40999", func(c *config) { c.turn.MinPort, c.turn.MaxPort = 40000, 40999 }},
+	{"turn-allow-peer", "10.0.0.0/8, 192.168.1.7", func(c *config) {
+		c.turn.AllowPeers = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32")}
+	}},
+	{"turn-max-allocations", "16", func(c *config) { c.turn.MaxAllocs = 16 }},
+	{"turn-secret", "0123456789abcdef-cluster", func(c *config) { c.turn.Secret = "0123456789abcdef-cluster" }},
+	{"turn-credential-ttl", "90m", func(c *config) { c.turn.TTL = 90 * time.Minute }},
+	{"ice-servers", "stun:stun.example.org, turn:coturn.example.org:3478?transport=udp", func(c *config) {
+		c.turn.ICEServers = []turn.ICEServer{
+			{URLs: []string{"stun:stun.example.org"}},
+			{URLs: []string{"turn:coturn.example.org:3478?transport=udp"}},
+		}
+	}},
 }
 
 func TestParseConfigEachFlagAndVariable(t *testing.T) {
@@ -143,6 +174,12 @@ func TestParseConfigEachFlagAndVariable(t *testing.T) {
 			if tc.value == "true" {
 				// A boolean flag takes no separate value.
 				check(t, []string{"--" + tc.flag}, nil)
+				return
+			}
+			if tc.value == "false" {
+				// A boolean flag that defaults to true is turned off
+				// only with "=".
+				check(t, []string{"--" + tc.flag + "=false"}, nil)
 				return
 			}
 			check(t, []string{"--" + tc.flag, tc.value}, nil)
@@ -298,6 +335,21 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative rate variable", nil, map[string]string{"LEPEERCHAT_RATE": "-2"}, []string{"-rate", "positive"}},
 		{"unknown log level variable", nil, map[string]string{"LEPEERCHAT_LOG_LEVEL": "loud"}, []string{"-log-level", "loud"}},
 		{"unknown log format variable", nil, map[string]string{"LEPEERCHAT_LOG_FORMAT": "yaml"}, []string{"-log-format", "yaml"}},
+		{"IPv6 relay address", []string{"-turn-public-ip", "2001:db8::1"}, nil, []string{"-turn-public-ip", "IPv4"}},
+		{"relay address not an address", []string{"-turn-public-ip", "turn.example.org"}, nil, []string{"-turn-public-ip"}},
+		{"bad TURN host", []string{"-turn-host", "a b"}, nil, []string{"-turn-host"}},
+		{"inverted relay ports", []string{"-turn-relay-ports", "5000-4000"}, nil, []string{"-turn-relay-ports", "5000-4000"}},
+		{"relay ports not a range", []string{"-turn-relay-ports", "5000"}, nil, []string{"-turn-relay-ports"}},
+		{"relay port zero", []string{"-turn-relay-ports", "0-10"}, nil, []string{"-turn-relay-ports"}},
+		{"relay port too high", []string{"-turn-relay-ports", "5000-70000"}, nil, []string{"-turn-relay-ports"}},
+		{"bad peer range", []string{"-turn-allow-peer", "10.0.0.0/33"}, nil, []string{"-turn-allow-peer"}},
+		{"bad ICE server", []string{"-ice-servers", "http://example.org"}, nil, []string{"-ice-servers"}},
+		{"bad ICE server JSON", nil, map[string]string{"LEPEERCHAT_ICE_SERVERS": `[{"url":"stun:a.org"}]`}, []string{"-ice-servers"}},
+		{"TURN listen without port", []string{"-turn-listen", "127.0.0.1"}, nil, []string{"-turn-listen"}},
+		{"TURN over TLS without port", []string{"-turn-tls-listen", "5349"}, nil, []string{"-turn-tls-listen"}},
+		{"short secret", []string{"-turn-secret", "short"}, nil, []string{"-turn-secret"}},
+		{"zero allocations", []string{"-turn-max-allocations", "0"}, nil, []string{"-turn-max-allocations"}},
+		{"credential lifetime too short", []string{"-turn-credential-ttl", "30s"}, nil, []string{"-turn-credential-ttl"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, _, err := parse(t, tc.args, tc.env)

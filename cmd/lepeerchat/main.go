@@ -16,7 +16,6 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -26,8 +25,6 @@ import (
 
 	"lepeerchat/metrics"
 	sig "lepeerchat/signal"
-	"lepeerchat/store"
-	"lepeerchat/store/boltstore"
 	"lepeerchat/web"
 )
 
@@ -49,6 +46,10 @@ type config struct {
 	signal   sig.Config
 	logLevel slog.Level
 	logJSON  bool
+	turn     turnConfig
+	// redisURL, when set, keeps the rooms in this Redis, shared by
+	// several nodes (rooms.go).
+	redisURL string
 	// ready, when set, is told the server's URL once it listens.
 	ready func(url string)
 }
@@ -85,8 +86,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	fs.Float64Var(&ratePerSec, "rate", 50, "messages per second allowed on one WebSocket, sustained")
 	fs.IntVar(&cfg.signal.Burst, "burst", 200, "messages allowed in a burst on one WebSocket")
 	fs.StringVar(&cfg.signal.Node, "node", "main", "`name` of this node in the rooms' records; stable across restarts")
+	fs.StringVar(&cfg.redisURL, "redis", "", "`URL` of a Redis (redis://host:6379/0) keeping the rooms for several nodes, instead of the data folder")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
+	var turnValues turnFlagValues
+	registerTURNFlags(fs, &cfg.turn, &turnValues)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -117,6 +121,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	}
 	if cfg.signal.DiscardDelay <= 0 || ratePerSec <= 0 || cfg.signal.Burst <= 0 || cfg.signal.MaxConnsPerIP <= 0 {
 		return nil, errors.New("-discard-after, -rate, -burst and -max-conns-per-ip must be positive")
+	}
+	if err := parseTURNFlags(&cfg.turn, &turnValues); err != nil {
+		return nil, err
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)
@@ -160,9 +167,9 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.web.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
-	st, err := boltstore.Open(filepath.Join(cfg.web.DataDir, "rooms.db"))
+	st, bus, err := openStore(ctx, cfg, logger)
 	if err != nil {
-		return fmt.Errorf("open room store: %w", err)
+		return err
 	}
 	defer func() {
 		if err := st.Close(); err != nil {
@@ -171,7 +178,13 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 	}()
 
 	m := metrics.New()
-	cfg.signal.Store, cfg.signal.Bus, cfg.signal.Metrics, cfg.signal.Logger = st, store.NewLocalBus(), m, logger
+	cfg.signal.Store, cfg.signal.Bus, cfg.signal.Metrics, cfg.signal.Logger = st, bus, m, logger
+	ice, stopICE, err := startICE(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopICE()
+	cfg.signal.ICE = ice
 	signals, err := sig.New(cfg.signal)
 	if err != nil {
 		return err

@@ -181,9 +181,11 @@ func launch(t *testing.T, env []string, args ...string) *proc {
 }
 
 // childEnv is the test's environment without LEPEERCHAT_ variables, so that
-// the caller's settings do not leak into the child.
+// the caller's settings do not leak into the child. The built-in STUN/TURN
+// server of each child listens on a free loopback port, not the shared
+// default 3478, so that parallel children do not collide.
 func childEnv() []string {
-	var env []string
+	env := []string{"LEPEERCHAT_TURN_LISTEN=127.0.0.1:0"}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "LEPEERCHAT_") {
 			env = append(env, kv)
