@@ -110,8 +110,12 @@ import { confirmDialog, people } from './ui.js';
  * @property {HTMLElement} chat
  */
 
-/** The call modules, loaded once the room is entered (see the seam above). */
-const MODULES = ['./mesh.js', './media.js', './chat.js'];
+/**
+ * The call modules, loaded once the room is entered (see the seam above).
+ * call.js wires mesh.js, media.js and chat.js (which have no mount of
+ * their own) into the page.
+ */
+const MODULES = ['./call.js'];
 
 /** @type {RoomSession | null} */
 let current = null;

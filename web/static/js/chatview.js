@@ -1,0 +1,253 @@
+// @ts-check
+/**
+ * @file The chat panel of the room page: the messages (text rendered as
+ * text and safe links only, names as text), "seen" marks on my messages,
+ * and the composer (Enter sends, Shift+Enter starts a new line, a visible
+ * length counter that refuses an over-long message).
+ */
+
+import { h } from './dom.js';
+import { icon } from './icons.js';
+import { MAX_TEXT, cleanText, renderText, textLength } from './chat.js';
+
+/** @typedef {import('./chat.js').Chat} Chat */
+/** @typedef {import('./chat.js').ChatMessage} ChatMessage */
+
+/** Messages of one author closer than this in a row share one heading. */
+const GROUP_MS = 5 * 60_000;
+/** How close to the bottom the log must be to follow new messages. */
+const FOLLOW_PX = 48;
+
+const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const full = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+export class ChatView {
+	/**
+	 * @param {HTMLElement} container the empty #chat section
+	 * @param {object} options
+	 * @param {Chat} options.chat
+	 * @param {(id: string) => string} options.nameOf a member's name ("" when unknown)
+	 * @param {() => number} options.othersOnline how many others are in the room now
+	 */
+	constructor(container, { chat, nameOf, othersOnline }) {
+		this.container = container;
+		this.chat = chat;
+		this.nameOf = nameOf;
+		this.othersOnline = othersOnline;
+		/** @type {Map<string, HTMLLIElement>} */
+		this.items = new Map();
+
+		this.log = h('ol', { class: 'chat-log', id: 'chat-log', role: 'log', 'aria-live': 'polite', 'aria-labelledby': 'chat-title', tabindex: '0' });
+		this.empty = h(
+			'p',
+			{ class: 'chat-empty muted', id: 'chat-empty' },
+			'No messages yet. They go from browser to browser: the server never sees them.',
+		);
+		this.input = h('textarea', {
+			id: 'chat-input',
+			name: 'message',
+			rows: '2',
+			placeholder: 'Write a message…',
+			autocomplete: 'off',
+			'aria-describedby': 'chat-counter chat-hint',
+		});
+		this.counter = h('span', { class: 'chat-counter', id: 'chat-counter' });
+		this.error = h('p', { class: 'field-error', id: 'chat-error', role: 'alert' });
+		this.send = h('button', { type: 'submit', class: 'primary small chat-send', id: 'chat-send' }, icon('send'), 'Send');
+		this.form = h(
+			'form',
+			{ class: 'composer', id: 'chat-form' },
+			h('label', { for: 'chat-input', class: 'visually-hidden' }, 'Message'),
+			this.input,
+			h(
+				'div',
+				{ class: 'composer-foot' },
+				h('span', { class: 'chat-hint muted', id: 'chat-hint' }, 'Shift+Enter: new line'),
+				this.counter,
+				this.send,
+			),
+			this.error,
+		);
+		container.classList.add('panel', 'chat-panel');
+		container.removeAttribute('aria-label');
+		container.setAttribute('aria-labelledby', 'chat-title');
+		container.append(h('h2', { id: 'chat-title' }, 'Chat'), this.empty, this.log, this.form);
+
+		this.form.addEventListener('submit', (ev) => {
+			ev.preventDefault();
+			this.submit();
+		});
+		this.input.addEventListener('keydown', (ev) => {
+			if (ev.key === 'Enter' && !ev.shiftKey && !ev.altKey && !ev.ctrlKey && !ev.metaKey && !ev.isComposing) {
+				ev.preventDefault();
+				this.submit();
+			}
+		});
+		this.input.addEventListener('input', () => this.count());
+
+		chat.on('message', (ev) => this.add(ev.detail.message, ev.detail.before));
+		chat.on('seen', (ev) => this.mark(ev.detail.message));
+		chat.on('removed', (ev) => {
+			for (const id of ev.detail.ids) {
+				const li = this.items.get(id);
+				const next = li?.nextElementSibling;
+				li?.remove();
+				this.items.delete(id);
+				if (next instanceof HTMLLIElement) {
+					this.group(next);
+				}
+			}
+		});
+		for (const m of chat.messages) {
+			this.add(m, null);
+		}
+		this.count();
+	}
+
+	/** Sends what is typed, if it may be sent. */
+	submit() {
+		const text = cleanText(this.input.value);
+		if (text.trim() === '') {
+			this.input.focus();
+			return;
+		}
+		const n = textLength(text);
+		if (n > MAX_TEXT) {
+			this.error.textContent = `This message is ${n - MAX_TEXT} characters too long: a message may have at most ${MAX_TEXT}.`;
+			this.input.focus();
+			return;
+		}
+		try {
+			this.chat.send(text);
+		} catch (err) {
+			this.error.textContent = err instanceof Error ? `Not sent: ${err.message}.` : 'Not sent.';
+			return;
+		}
+		this.input.value = '';
+		this.count();
+		this.input.focus();
+	}
+
+	/** Shows the length against the limit. */
+	count() {
+		const n = textLength(this.input.value);
+		const over = n > MAX_TEXT;
+		this.counter.textContent = `${n} / ${MAX_TEXT}`;
+		this.counter.classList.toggle('is-over', over);
+		this.input.setAttribute('aria-invalid', String(over));
+		if (!over && this.error.textContent) {
+			this.error.textContent = '';
+		}
+	}
+
+	/** Updates the authors' names (a member's name became known). */
+	renameAll() {
+		for (const [id, li] of this.items) {
+			const m = this.chat.byId.get(id);
+			const author = li.querySelector('.msg-author');
+			if (m && author) {
+				author.textContent = this.author(m);
+			}
+			if (m?.own) {
+				this.mark(m);
+			}
+		}
+	}
+
+	/**
+	 * Shows a message where the chat put it.
+	 * @param {ChatMessage} m
+	 * @param {string | null} before
+	 */
+	add(m, before) {
+		if (this.items.has(m.id)) {
+			return;
+		}
+		const log = this.log;
+		const follow = m.own || log.scrollHeight - log.scrollTop - log.clientHeight < FOLLOW_PX;
+		const when = m.time > 0 ? new Date(m.time) : null;
+		const text = h('div', { class: 'msg-text' });
+		text.append(renderText(m.text));
+		const li = h(
+			'li',
+			{ class: 'msg', 'data-id': m.id, 'data-own': String(m.own), 'data-author': m.author },
+			h(
+				'p',
+				{ class: 'msg-head' },
+				h('span', { class: 'msg-author' }, this.author(m)),
+				when ? h('time', { datetime: when.toISOString(), title: full.format(when) }, clock.format(when)) : null,
+			),
+			text,
+			m.own ? h('p', { class: 'msg-seen' }) : null,
+		);
+		this.items.set(m.id, li);
+		const next = before ? this.items.get(before) : null;
+		log.insertBefore(li, next ?? null);
+		this.group(li);
+		if (li.nextElementSibling instanceof HTMLLIElement) {
+			this.group(li.nextElementSibling);
+		}
+		if (m.own) {
+			this.mark(m);
+		}
+		this.empty.hidden = true;
+		if (follow) {
+			log.scrollTop = log.scrollHeight;
+		}
+	}
+
+	/**
+	 * The "seen" mark of one of my messages.
+	 * @param {ChatMessage} m
+	 */
+	mark(m) {
+		const el = this.items.get(m.id)?.querySelector('.msg-seen');
+		if (!el) {
+			return;
+		}
+		const names = [...m.seenBy].map((id) => this.nameOf(id) || 'someone');
+		const everyone = m.seenBy.size > 0 && m.seenBy.size >= this.othersOnline();
+		const text = m.seenBy.size === 0 ? 'Not seen yet' : everyone && m.seenBy.size > 2 ? 'Seen by everyone' : `Seen by ${list(names)}`;
+		if (el.textContent === text) {
+			return;
+		}
+		el.replaceChildren(m.seenBy.size > 0 ? icon('check') : '', text);
+		el.classList.toggle('is-seen', m.seenBy.size > 0);
+	}
+
+	/**
+	 * @param {ChatMessage} m
+	 * @returns {string}
+	 */
+	author(m) {
+		return m.own ? 'You' : this.nameOf(m.author) || 'A former member';
+	}
+
+	/**
+	 * Hides the heading of a message that follows one of the same author
+	 * shortly before.
+	 * @param {HTMLLIElement} li
+	 */
+	group(li) {
+		const prev = li.previousElementSibling;
+		const a = this.chat.byId.get(li.dataset.id ?? '');
+		const b = prev instanceof HTMLLIElement ? this.chat.byId.get(prev.dataset.id ?? '') : undefined;
+		const continued = !!a && !!b && a.author === b.author && Math.abs(a.time - b.time) < GROUP_MS;
+		li.classList.toggle('is-continued', continued);
+	}
+
+	close() {
+		this.container.replaceChildren();
+	}
+}
+
+/**
+ * "Ann", "Ann and Bob", "Ann, Bob and Cy".
+ * @param {string[]} names
+ */
+function list(names) {
+	if (names.length <= 1) {
+		return names.join('');
+	}
+	return `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`;
+}
