@@ -360,7 +360,7 @@ func TestCallChatThreeWaysAsText(t *testing.T) {
 	}
 	a.waitText("#chat-counter", "2001 / 2000")
 	a.run("press Enter", chromedp.Focus(chromedp.CSS("#chat-input")), enterKey(false))
-	a.waitText("#chat-error", "1 characters too long")
+	a.waitText("#chat-error", "1 character too long")
 	if n := eval[int](a, `document.querySelectorAll("#chat-log .msg").length`); n != 3 {
 		t.Errorf("an over-long message was sent: %d messages", n)
 	}
@@ -487,9 +487,9 @@ func TestCallSurvivesServerRestart(t *testing.T) {
 	a.until(peersDirect(1), "Bob direct")
 	a.click("#mic-button")
 	a.click("#camera-button")
-	b.click("#camera-button")
 	b.videoPlays(ids[0], "Ann", "camera")
 	b.audioFlows(ids[0], "Ann")
+	b.click("#camera-button") // after Ann's: see TestCallScreenshots
 	a.videoPlays(ids[1], "Bob", "camera")
 	a.typeMessage("before")
 	b.waitChat("Ann: before")
@@ -542,17 +542,21 @@ func TestCallScreenshots(t *testing.T) {
 	for _, p := range ps {
 		p.until(`document.querySelectorAll("#chat-log .msg").length === 3`, "the three messages")
 	}
+	// One after the other: when both ends of a connection turn their
+	// cameras on at the same moment, a received camera can freeze (a mesh
+	// bug, reported; not what this test is about).
 	a.click("#mic-button")
 	a.click("#screen-button")
+	b.videoPlaysFrom(a, ids[0], "Ann", "screen")
+	c.videoPlaysFrom(a, ids[0], "Ann", "screen")
 	b.click("#camera-button")
 	b.click("#mic-button")
-	c.click("#camera-button")
 	for _, p := range []*participant{a, c} {
 		p.videoPlaysFrom(b, ids[1], "Bartholomew", "camera")
+		p.waitText(fmt.Sprintf(`#member-list li[data-member-id=%q] .member-activity`, ids[1]), "sharing microphone, camera")
 	}
+	c.click("#camera-button")
 	a.videoPlaysFrom(c, ids[2], "Chidi", "camera")
-	c.videoPlaysFrom(a, ids[0], "Ann", "screen")
-	b.videoPlaysFrom(a, ids[0], "Ann", "screen")
 	b.videoPlaysFrom(c, ids[2], "Chidi", "camera")
 
 	sizes := []struct{ w, h int64 }{{1280, 800}, {375, 667}}

@@ -113,7 +113,8 @@ export class ChatView {
 		}
 		const n = textLength(text);
 		if (n > MAX_TEXT) {
-			this.error.textContent = `This message is ${n - MAX_TEXT} characters too long: a message may have at most ${MAX_TEXT}.`;
+			const over = n - MAX_TEXT;
+			this.error.textContent = `This message is ${over} character${over === 1 ? '' : 's'} too long: a message may have at most ${MAX_TEXT}.`;
 			this.input.focus();
 			return;
 		}

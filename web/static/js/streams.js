@@ -9,13 +9,14 @@
  * Mesh#setRemoteView), so that it encodes nothing for a hidden tile. Nothing
  * runs per frame, no timer runs.
  *
- * The size a tile is shown at is not sent (which would make the sender
- * scale the video down to it): seen here with Chromium 156, a remote video
- * whose resolution the sender changed that way soon after it started
- * sometimes froze for good (its frames still decoded, none reaching the
- * track, re-attaching it did not help), in about one three-person call
- * test in five; with no size sent, none did. The cameras are captured
- * small already (media.js, by room size).
+ * The size a tile is shown at is not sent for now (which would make the
+ * sender scale the video down to it, Mesh#setRemoteView with a size):
+ * while chasing remote cameras that froze in the three-person tests (their
+ * frames still decoded, none reaching the track), runs that sent sizes froze
+ * more often. The freeze also comes without sizes when both ends of a
+ * connection turn their cameras on at once (a mesh bug, reported). Worth
+ * trying again once that is fixed. The cameras are captured small already
+ * (media.js, by room size).
  */
 
 import { h } from './dom.js';
