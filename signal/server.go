@@ -223,7 +223,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.release(ip)
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	uw := &upgradeWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
+	conn, err := websocket.Accept(uw, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{Subprotocol},
 		OriginPatterns: s.cfg.OriginPatterns,
 	})
@@ -231,7 +232,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Logger.Debug("websocket upgrade refused", "ip", ip, "err", err)
 		return
 	}
-	sess := s.newSession(conn, ip)
+	sess := s.newSession(conn, uw.wire, ip)
 	if sess == nil {
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -240,14 +241,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess.run(withHost(r.Context(), r.Host))
 }
 
-func (s *Server) newSession(conn *websocket.Conn, ip string) *session {
+func (s *Server) newSession(conn *websocket.Conn, wire *wireConn, ip string) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return nil
 	}
 	s.nextConn++
-	sess := newSession(s, conn, ip, room.Conn{Node: s.cfg.Node, ID: fmt.Sprint(s.nextConn)})
+	sess := newSession(s, conn, wire, ip, room.Conn{Node: s.cfg.Node, ID: fmt.Sprint(s.nextConn)})
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	return sess

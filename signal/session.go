@@ -32,15 +32,21 @@ const (
 
 // session is one WebSocket connection. Its read loop (run) decodes and
 // handles client messages one at a time; a writer goroutine sends queued
-// messages; a pinger goroutine detects dead peers. All three end with the
-// connection.
+// messages, all those waiting at once in one write; a pinger goroutine
+// detects dead peers. All three end with the connection.
 type session struct {
 	srv     *Server
 	conn    *websocket.Conn
+	wire    *wireConn
 	ip      string
 	key     room.Conn
 	limiter *rate.Limiter
-	out     chan []byte
+
+	// qmu guards queue, the messages waiting for the writer (nil when
+	// there are none); wake tells the writer there are some.
+	qmu   sync.Mutex
+	queue *outbox
+	wake  chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -50,6 +56,8 @@ type session struct {
 	att *attachment
 	// ended is set, under mu, once run waits for the close handshake.
 	ended bool
+	// closedWith is the close code the server chose, if it chose one.
+	closedWith websocket.StatusCode
 
 	// closeOnce guards the close handshake, which runs in the background
 	// (closing may be decided on another session's goroutine) and which
@@ -64,14 +72,15 @@ type attachment struct {
 	unsubscribe  func()
 }
 
-func newSession(srv *Server, conn *websocket.Conn, ip string, key room.Conn) *session {
+func newSession(srv *Server, conn *websocket.Conn, wire *wireConn, ip string, key room.Conn) *session {
 	return &session{
 		srv:     srv,
 		conn:    conn,
+		wire:    wire,
 		ip:      ip,
 		key:     key,
 		limiter: rate.NewLimiter(srv.cfg.Rate, srv.cfg.Burst),
-		out:     make(chan []byte, outQueue),
+		wake:    make(chan struct{}, 1),
 	}
 }
 
@@ -177,10 +186,19 @@ func readFrame(buf []byte, r io.Reader, max int) ([]byte, error) {
 // send queues a message for the client. A client too slow to take its
 // messages is cut rather than allowed to hold memory.
 func (s *session) send(msg []byte) {
-	select {
-	case s.out <- msg:
-	default:
+	s.qmu.Lock()
+	if s.queue == nil {
+		s.queue = getOutbox()
+	} else if s.queue.len() >= outQueue {
+		s.qmu.Unlock()
 		s.close(websocket.StatusPolicyViolation, "too slow to receive messages")
+		return
+	}
+	s.queue.add(msg)
+	s.qmu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -189,18 +207,47 @@ func (s *session) writeLoop() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case msg := <-s.out:
-			// A write under way finishes even when the session ends,
-			// so that a close frame queued behind it is not lost.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.srv.cfg.WriteTimeout)
-			err := s.conn.Write(ctx, websocket.MessageText, msg)
-			cancel()
-			if err != nil {
-				s.cancel()
-				return
-			}
+		case <-s.wake:
+		}
+		if err := s.flush(); err != nil {
+			s.cancel()
+			return
 		}
 	}
+}
+
+// flush writes what is queued, batch after batch, until nothing is left.
+// A batch under way is finished even when the session ends, so that a
+// close frame queued behind it is not lost.
+func (s *session) flush() error {
+	for {
+		s.qmu.Lock()
+		batch := s.queue
+		s.queue = nil
+		s.qmu.Unlock()
+		if batch == nil {
+			return nil
+		}
+		err := s.writeBatch(batch)
+		putOutbox(batch)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// writeBatch writes the messages of b as WebSocket frames, all in one
+// write to the network (wireConn). The frames get no context of their
+// own: the wire's write deadline bounds them.
+func (s *session) writeBatch(b *outbox) error {
+	s.wire.cork()
+	err := b.each(func(msg []byte) error {
+		return s.conn.Write(context.Background(), websocket.MessageText, msg)
+	})
+	if uerr := s.wire.uncork(); err == nil {
+		err = uerr
+	}
+	return err
 }
 
 func (s *session) pingLoop() {
@@ -232,6 +279,7 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.closedWith = code
 		if !s.ended {
 			s.closing.Go(func() { s.conn.Close(code, reason) })
 		}

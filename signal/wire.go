@@ -1,0 +1,127 @@
+package signal
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// wireConn is the network connection under a session's WebSocket. The
+// WebSocket library flushes every frame to it with a Write of its own; the
+// session's writer corks it around a batch of frames, so that all the frames
+// queued for a client leave in one write system call instead of one each.
+// It also bounds every write with a deadline that is moved forward only now
+// and then, instead of a timer armed per frame.
+type wireConn struct {
+	net.Conn
+	timeout time.Duration
+
+	mu     sync.Mutex
+	corked bool
+	// pending holds what was written while corked; it comes from (and
+	// goes back to) wirePool, so that an idle connection holds none.
+	pending *[]byte
+	// renewAt is when the write deadline is next moved forward: a write
+	// that makes no progress for between timeout/2 and timeout fails.
+	renewAt time.Time
+}
+
+// flushChunk is the most written with one deadline renewal, so that a
+// large batch to a slow but live client is not cut for its size alone.
+const flushChunk = 64 << 10
+
+// maxPooledWire is the largest batch buffer kept for reuse.
+const maxPooledWire = 256 << 10
+
+var wirePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func newWireConn(c net.Conn, timeout time.Duration) *wireConn {
+	return &wireConn{Conn: c, timeout: timeout}
+}
+
+// Write sends p, or keeps it for the end of the batch when corked. Frames
+// written by other goroutines during a batch (the library's pong replies,
+// a close frame) join the batch in the order they came.
+func (c *wireConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.corked {
+		*c.pending = append(*c.pending, p...)
+		return len(p), nil
+	}
+	return c.writeLocked(p)
+}
+
+func (c *wireConn) writeLocked(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		if now := time.Now(); now.After(c.renewAt) {
+			if err := c.Conn.SetWriteDeadline(now.Add(c.timeout)); err != nil {
+				return written, err
+			}
+			c.renewAt = now.Add(c.timeout / 2)
+		}
+		n, err := c.Conn.Write(p[:min(len(p), flushChunk)])
+		written += n
+		p = p[n:]
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// cork starts a batch: writes are kept until uncork.
+func (c *wireConn) cork() {
+	c.mu.Lock()
+	c.corked = true
+	if c.pending == nil {
+		c.pending = wirePool.Get().(*[]byte)
+	}
+	c.mu.Unlock()
+}
+
+// uncork ends a batch and sends what it collected in one write.
+func (c *wireConn) uncork() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	buf := c.pending
+	c.pending = nil
+	if buf == nil {
+		return nil
+	}
+	var err error
+	if len(*buf) > 0 {
+		_, err = c.writeLocked(*buf)
+	}
+	if cap(*buf) <= maxPooledWire {
+		*buf = (*buf)[:0]
+		wirePool.Put(buf)
+	}
+	return err
+}
+
+// upgradeWriter hands the WebSocket library a wireConn when it hijacks the
+// HTTP connection, instead of the bare one.
+type upgradeWriter struct {
+	http.ResponseWriter
+	timeout time.Duration
+	wire    *wireConn
+}
+
+// Hijack implements http.Hijacker.
+func (w *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.wire = newWireConn(conn, w.timeout)
+	brw.Writer.Reset(w.wire)
+	return w.wire, brw, nil
+}
+
+// Unwrap lets http.ResponseController reach the server's ResponseWriter.
+func (w *upgradeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
