@@ -178,7 +178,7 @@ func newRelayPair(b *testing.B, ts *testServer, n int) *relayPair {
 	data := tail[bytes.Index(tail, []byte(`"data":`))+len(`"data":`) : len(tail)-1]
 	return &relayPair{
 		a: a, b: g, head: head, tail: tail,
-		want: signalFrame(aID, data),
+		want: append(append(signalHead(aID)[1:], data...), '}'),
 	}
 }
 

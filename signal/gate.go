@@ -20,7 +20,8 @@ func (g *gate) deliver(frame []byte) {
 	g.mu.Lock()
 	if !g.open {
 		if len(g.held) < outQueue {
-			g.held = append(g.held, frame)
+			// The sender may use its buffer again once delivered.
+			g.held = append(g.held, append([]byte(nil), frame...))
 		}
 		g.mu.Unlock()
 		return

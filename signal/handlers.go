@@ -3,6 +3,8 @@ package signal
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync"
 	"time"
 
 	"lepeerchat/room"
@@ -11,6 +13,17 @@ import (
 
 // handle answers one client message.
 func (s *session) handle(data []byte) {
+	// Signals, most of the traffic, are read in one pass and forwarded
+	// without being decoded; anything unusual goes the long way.
+	if m, ok := scanSignal(data); ok {
+		s.srv.signals.Inc()
+		if err := s.relay(m.to, m.data); err != nil {
+			s.fail(m.idPtr(), err)
+			return
+		}
+		s.replyOK(m.id, m.hasID)
+		return
+	}
 	req, perr := decode(data)
 	if perr != nil {
 		s.refuse(perr.ID, perr.Code, perr.Msg)
@@ -34,7 +47,9 @@ func (s *session) handle(data []byte) {
 	case "status":
 		err = s.status(ctx, req)
 	case "signal":
-		err = s.relay(ctx, req)
+		if err = s.relay([]byte(req.signal.To), req.signal.Data); err == nil {
+			s.ok(req.ID, "ok")
+		}
 	default:
 		err = s.handleMember(ctx, req)
 	}
@@ -64,7 +79,26 @@ func (s *session) fail(id *uint64, err error) {
 }
 
 func (s *session) ok(id *uint64, typ string) {
+	if typ == "ok" {
+		if id == nil {
+			s.replyOK(0, false)
+		} else {
+			s.replyOK(*id, true)
+		}
+		return
+	}
 	s.send(encode(header{Re: id, Type: typ}))
+}
+
+// replyOK sends {"re":id,"type":"ok"}, or {"type":"ok"} without an id,
+// built without encoding/json: the reply to every signal.
+func (s *session) replyOK(id uint64, hasID bool) {
+	var buf [40]byte
+	b := append(buf[:0], `{"type":"ok"}`...)
+	if hasID {
+		b = append(strconv.AppendUint(append(buf[:0], `{"re":`...), id, 10), `,"type":"ok"}`...)
+	}
+	s.send(b)
 }
 
 var (
@@ -135,7 +169,7 @@ func (s *session) rejoin(ctx context.Context, req *request) error {
 // are replaced, and tells the others it is here. secret is set when the
 // identity is new, the only time it is sent.
 func (s *session) attach(ctx context.Context, id *uint64, roomID, memberID, secret string, enter func(*room.Room) (*room.Room, error)) error {
-	att := &attachment{room: roomID, member: memberID}
+	att := &attachment{room: roomID, member: memberID, signalHead: signalHead(memberID)}
 	// Subscribe first, so that nothing sent to the member once it is
 	// recorded as connected can be missed; hold it until the claim is
 	// checked (gate.go).
@@ -400,25 +434,52 @@ func (s *session) status(ctx context.Context, req *request) error {
 
 // relay forwards WebRTC signalling to another member of the same room. The
 // bus is keyed by room, so a member can reach only connections attached to
-// its own room.
-func (s *session) relay(ctx context.Context, req *request) error {
+// its own room. data is forwarded as it is, after a prefix made once per
+// attachment. The caller replies when it succeeds.
+func (s *session) relay(to, data []byte) error {
 	att := s.attached()
 	if att == nil {
 		return errNotInRoom
 	}
-	p := req.signal
-	if p.To == att.member {
+	if string(to) == att.member {
 		return &protoError{Code: CodeBadMessage, Msg: "cannot signal yourself"}
 	}
-	delivered, err := s.srv.cfg.Bus.Send(ctx, att.room, p.To, busFrame(busClient, signalFrame(att.member, p.Data)))
+	var frame []byte
+	var pooled *[]byte
+	if s.srv.localBus {
+		// The in-process bus hands the frame to the recipient's
+		// session, which copies it into its queue, before Send
+		// returns: the buffer can be used again.
+		pooled = framePool.Get().(*[]byte)
+		frame = (*pooled)[:0]
+	} else {
+		frame = make([]byte, 0, len(att.signalHead)+len(data)+1)
+	}
+	frame = append(append(append(frame, att.signalHead...), data...), '}')
+	delivered, err := s.srv.cfg.Bus.Send(s.ctx, att.room, string(to), frame)
+	if pooled != nil && cap(frame) <= maxPooledFrame {
+		*pooled = frame[:0]
+		framePool.Put(pooled)
+	}
 	if err != nil {
 		return err
 	}
 	if !delivered {
 		return &protoError{Code: CodePeerUnavailable, Msg: "no member with this id is connected to this room"}
 	}
-	s.ok(req.ID, "ok")
 	return nil
+}
+
+// framePool holds the buffers of forwarded signals on a single node.
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledFrame = 64 << 10
+
+// signalHead starts the bus frame of every signal from member: the tag
+// and {"type":"signal","from":"<member>","data": (member ids are
+// base64url, so need no escaping).
+func signalHead(member string) []byte {
+	return append(append([]byte{busClient}, `{"type":"signal","from":"`...), append([]byte(member), `","data":`...)...)
 }
 
 // broadcast sends msg to every connected member of r but one.

@@ -153,14 +153,3 @@ func encode(v any) []byte {
 	}
 	return b
 }
-
-// signalFrame builds the message that carries a signal to its recipient
-// without decoding its data. Member ids are base64url, so need no escaping.
-func signalFrame(from string, data json.RawMessage) []byte {
-	b := make([]byte, 0, len(`{"type":"signal","from":"","data":}`)+len(from)+len(data))
-	b = append(b, `{"type":"signal","from":"`...)
-	b = append(b, from...)
-	b = append(b, `","data":`...)
-	b = append(b, data...)
-	return append(b, '}')
-}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"lepeerchat/metrics"
@@ -131,6 +132,11 @@ type Server struct {
 
 	// leave takes this node out of its cluster; nil on a single node.
 	leave func()
+
+	// signals counts signal messages (the relay's hot path skips the
+	// label lookup); localBus is set when the bus is the in-process one.
+	signals  prometheus.Counter
+	localBus bool
 }
 
 // New returns a Server. Call Start before serving.
@@ -143,6 +149,8 @@ func New(cfg Config) (*Server, error) {
 		sessions: make(map[*session]struct{}),
 		perIP:    make(map[string]int),
 	}
+	s.signals = cfg.Metrics.Messages.WithLabelValues("signal")
+	_, s.localBus = cfg.Bus.(*store.LocalBus)
 	s.reaper = newReaper(cfg.Store, cfg.Now, cfg.Logger, cfg.Metrics.Rooms.Dec)
 	return s, nil
 }

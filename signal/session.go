@@ -70,6 +70,8 @@ type session struct {
 type attachment struct {
 	room, member string
 	unsubscribe  func()
+	// signalHead starts the bus frame of every signal the member sends.
+	signalHead []byte
 }
 
 func newSession(srv *Server, conn *websocket.Conn, wire *wireConn, ip string, key room.Conn) *session {
