@@ -23,22 +23,26 @@ func TestQueuedMessagesKeepTheirOrder(t *testing.T) {
 	a.event("member.joined")
 
 	// Sent without waiting, so that replies and forwarded signals pile up
-	// and leave in batches.
-	const n = 500
+	// and leave in batches; fewer than outQueue at a time, so that even a
+	// starved writer never lets the queue overflow.
+	const n, window = 600, outQueue - 56
 	var sb strings.Builder
-	for i := 1; i <= n; i++ {
-		sb.Reset()
-		fmt.Fprintf(&sb, `{"id":%d,"type":"signal","to":%q,"data":{"n":%d}}`, i, guest.id, i)
-		a.sendRaw(sb.String())
-	}
-	for i := 1; i <= n; i++ {
-		m := b.next()
-		if m.str("type") != "signal" || m.str("from") != owner.id || m.obj("data")["n"] != float64(i) {
-			t.Fatalf("signal %d: got %v", i, m)
+	for first := 1; first <= n; first += window {
+		last := min(first+window-1, n)
+		for i := first; i <= last; i++ {
+			sb.Reset()
+			fmt.Fprintf(&sb, `{"id":%d,"type":"signal","to":%q,"data":{"n":%d}}`, i, guest.id, i)
+			a.sendRaw(sb.String())
 		}
-		r := a.next()
-		if r.str("type") != "ok" || r["re"] != float64(i) {
-			t.Fatalf("reply %d: got %v", i, r)
+		for i := first; i <= last; i++ {
+			m := b.next()
+			if m.str("type") != "signal" || m.str("from") != owner.id || m.obj("data")["n"] != float64(i) {
+				t.Fatalf("signal %d: got %v", i, m)
+			}
+			r := a.next()
+			if r.str("type") != "ok" || r["re"] != float64(i) {
+				t.Fatalf("reply %d: got %v", i, r)
+			}
 		}
 	}
 }

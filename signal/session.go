@@ -43,9 +43,13 @@ type session struct {
 	limiter *rate.Limiter
 
 	// qmu guards queue, the messages waiting for the writer (nil when
-	// there are none); wake tells the writer there are some.
+	// there are none), and full, set once the client fell too far behind:
+	// from then on nothing more is queued, so that what it receives
+	// before the close frame has no gap. wake tells the writer there are
+	// messages.
 	qmu   sync.Mutex
 	queue *outbox
+	full  bool
 	wake  chan struct{}
 
 	ctx    context.Context
@@ -121,22 +125,31 @@ func (s *session) run(parent context.Context) {
 }
 
 // readLoop reads one frame at a time and answers it. It returns when the
-// connection fails or is closed.
+// connection fails or is closed: it reads without a context of its own
+// (one that can be cancelled costs the library a timer per read), so
+// whatever ends the session closes the connection.
 func (s *session) readLoop() error {
-	buf := make([]byte, 0, 512)
 	// Refusals for going over the rate are themselves limited: a client
 	// that keeps being refused is cut, however fast it floods.
-	strikes := rate.NewLimiter(rate.Every(strikeWindow/maxStrikes), maxStrikes)
+	var strikes *rate.Limiter
 	for {
-		typ, r, err := s.conn.Reader(s.ctx)
+		typ, r, err := s.conn.Reader(context.Background())
 		if err != nil {
 			return err
 		}
-		buf, err = readFrame(buf[:0], r, s.srv.cfg.MaxMessageBytes)
+		// A frame is arriving: only now take a buffer, so that an idle
+		// connection holds none.
+		pbuf := readPool.Get().(*[]byte)
+		buf, err := readFrame((*pbuf)[:0], r, s.srv.cfg.MaxMessageBytes)
 		if err != nil && !errors.Is(err, errTooLarge) {
+			putReadBuf(pbuf, buf)
 			return err
 		}
 		if !s.limiter.Allow() {
+			putReadBuf(pbuf, buf)
+			if strikes == nil {
+				strikes = rate.NewLimiter(rate.Every(strikeWindow/maxStrikes), maxStrikes)
+			}
 			if !strikes.Allow() {
 				s.close(websocket.StatusPolicyViolation, "rate limit exceeded")
 				return errors.New("rate limit exceeded")
@@ -152,6 +165,19 @@ func (s *session) readLoop() error {
 		default:
 			s.handle(buf)
 		}
+		putReadBuf(pbuf, buf)
+	}
+}
+
+// readPool holds the buffers frames are read into.
+var readPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// putReadBuf returns buf, grown from *p, to readPool unless it grew past
+// the size of a normal message.
+func putReadBuf(p *[]byte, buf []byte) {
+	if cap(buf) <= 64<<10+512 {
+		*p = buf[:0]
+		readPool.Put(p)
 	}
 }
 
@@ -189,9 +215,14 @@ func readFrame(buf []byte, r io.Reader, max int) ([]byte, error) {
 // messages is cut rather than allowed to hold memory.
 func (s *session) send(msg []byte) {
 	s.qmu.Lock()
+	if s.full {
+		s.qmu.Unlock()
+		return
+	}
 	if s.queue == nil {
 		s.queue = getOutbox()
 	} else if s.queue.len() >= outQueue {
+		s.full = true
 		s.qmu.Unlock()
 		s.close(websocket.StatusPolicyViolation, "too slow to receive messages")
 		return
@@ -212,7 +243,8 @@ func (s *session) writeLoop() {
 		case <-s.wake:
 		}
 		if err := s.flush(); err != nil {
-			s.cancel()
+			// The read loop ends with the connection.
+			s.conn.CloseNow()
 			return
 		}
 	}
