@@ -45,9 +45,6 @@ package e2e
 //	                   one that does nothing (served by a patching proxy).
 //	room-nomiclevel    room, with speaking detection for the remote
 //	                   participants only, not the local microphone.
-//	room-earlysignals  room, with room.js keeping the signals that arrive
-//	                   before the call module is mounted (patching proxy):
-//	                   what the join time would be with that fix.
 //
 // Every variant also reads Chromium's Performance.getMetrics counters of
 // each page (layouts, style recalculations, script and task time) at both
@@ -847,9 +844,6 @@ var benchVariants = map[string]benchVariant{
 	"room-nomiclevel": func(t *testing.T) ([]*benchPeer, benchJoin) {
 		return roomVariant(t, roomOptions{patches: patchNoMicLevel})
 	},
-	"room-earlysignals": func(t *testing.T) ([]*benchPeer, benchJoin) {
-		return roomVariant(t, roomOptions{patches: patchEarlySignals})
-	},
 	"room-blurred": func(t *testing.T) ([]*benchPeer, benchJoin) { return roomVariant(t, roomOptions{blur: true}) },
 }
 
@@ -877,22 +871,6 @@ var patchNoMicLevel = patch{"/js/call.js": {{
 	"speaking.addTrack(SELF, track);",
 	"void 0;",
 }}}
-
-// patchEarlySignals keeps the signals that arrive between the "joined"
-// reply and the call module's mount, and hands them over once it is
-// mounted (room.js drops them otherwise).
-var patchEarlySignals = patch{"/js/room.js": {
-	{
-		"conn.on('signal', (msg) => s.emit('signal', { from: msg.from, data: msg.data }), { signal });",
-		`const early = []; let mounted = false;
-    s.addEventListener('bench.mounted', () => { mounted = true; for (const d of early.splice(0)) s.emit('signal', d); });
-    conn.on('signal', (msg) => { const d = { from: msg.from, data: msg.data }; if (mounted) s.emit('signal', d); else early.push(d); }, { signal });`,
-	},
-	{
-		"      console.error(`lepeerchat: ${MODULES[i]} failed to start`, err);\n    }\n  }\n",
-		"      console.error(`lepeerchat: ${MODULES[i]} failed to start`, err);\n    }\n  }\n  session.dispatchEvent(new Event('bench.mounted'));\n",
-	},
-}}
 
 // startPatchingProxy serves srv through a proxy on loopback that applies
 // patches, and returns a server value whose URL is the proxy's.

@@ -47,7 +47,9 @@
 //                      shows who speaks (boolean) and shares what (array of
 //                      "microphone" | "camera" | "screen")
 // Events (detail):
-//   "signal"              {from, data}: signalling from another member
+//   "signal"              {from, data}: signalling from another member;
+//                         the signals that came before the first listener
+//                         are kept (bounded) and handed to it at once
 //   "members"             {members}: the list changed (any reason below)
 //   "member.joined"       {member}: a new member entered (and is online)
 //   "member.connected"    {member}: a member came back online
@@ -73,6 +75,7 @@
 // Also exported: currentRoom() (the RoomSession, or null) and
 // setPeerState(memberId, state, rttMs) (on the current room).
 
+import { connectionTest } from './conntest.js';
 import { h, replace } from './dom.js';
 import { explain } from './errors.js';
 import { credentialsOf, dropInviteToken, forgetIdentity, getIdentity, touchIdentity } from './identity.js';
@@ -116,6 +119,13 @@ import { confirmDialog, people } from './ui.js';
  * their own) into the page.
  */
 const MODULES = ['./call.js'];
+
+/**
+ * How many signals are kept for the call module until it listens: a few
+ * per member of a full room (an offer and its candidates), beyond which
+ * something is wrong and the offer watchdogs recover.
+ */
+const MAX_EARLY_SIGNALS = 1000;
 
 /** @type {RoomSession | null} */
 let current = null;
@@ -165,6 +175,13 @@ export class RoomSession extends EventTarget {
     for (const m of joined.room.members) this.members.set(m.id, { ...m });
     /** @type {RTCIceServer[]} */
     this.iceServers = joined.iceServers ?? [];
+    /**
+     * Signals that came before anyone listened for them (between the
+     * "joined" reply and the call module's mount: the others' first offers
+     * arrive then), handed to the first "signal" listener.
+     * @type {Array<RoomEvents['signal']> | null}
+     */
+    this.earlySignals = [];
   }
 
   get isOwner() {
@@ -214,6 +231,11 @@ export class RoomSession extends EventTarget {
     /** @param {Event} ev */
     const listener = (ev) => fn(/** @type {CustomEvent<RoomEvents[K]>} */ (ev).detail);
     this.addEventListener(type, listener, { signal: options.signal });
+    if (type === 'signal' && this.earlySignals) {
+      const early = this.earlySignals;
+      this.earlySignals = null;
+      for (const d of early) this.emit('signal', d);
+    }
     return () => this.removeEventListener(type, listener);
   }
 
@@ -223,6 +245,10 @@ export class RoomSession extends EventTarget {
    * @param {RoomEvents[K]} detail
    */
   emit(type, detail) {
+    if (type === 'signal' && this.earlySignals) {
+      if (this.earlySignals.length < MAX_EARLY_SIGNALS) this.earlySignals.push(/** @type {RoomEvents['signal']} */ (detail));
+      return;
+    }
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
@@ -381,6 +407,9 @@ class RoomView {
 export function renderRoom(ctx, roomId, token) {
   const { conn, main, navigate } = ctx;
   const life = new AbortController();
+  // Fetched while the room is entered, not after: the others' offers
+  // arrive as soon as it is.
+  const modules = importModules();
   /** @type {Array<() => void>} */
   const cleanups = [];
   /** @type {RoomSession | null} */
@@ -486,6 +515,7 @@ export function renderRoom(ctx, roomId, token) {
             { id: 'members', class: 'panel', 'aria-labelledby': 'members-title' },
             h('h2', { id: 'members-title' }, 'People ', view.count),
             view.list,
+            connectionTest(s),
           ),
           ownerTools,
           chat,
@@ -658,7 +688,7 @@ export function renderRoom(ctx, roomId, token) {
       s.emit('rejoined', { members: s.list() });
     }
 
-    loadModules(s, cleanups);
+    loadModules(s, cleanups, modules);
   }
 
   /**
@@ -744,12 +774,11 @@ export function renderRoom(ctx, roomId, token) {
 }
 
 /**
- * Imports the call modules and mounts them (see the seam at the top).
- * @param {RoomSession} session
- * @param {Array<() => void>} cleanups
+ * Imports the call modules; a module that fails to load is null.
+ * @returns {Promise<Array<any>>}
  */
-async function loadModules(session, cleanups) {
-  const loaded = await Promise.all(
+function importModules() {
+  return Promise.all(
     MODULES.map((spec) =>
       import(spec).catch((err) => {
         console.warn(`lepeerchat: ${spec} not loaded`, err);
@@ -757,6 +786,16 @@ async function loadModules(session, cleanups) {
       }),
     ),
   );
+}
+
+/**
+ * Mounts the call modules (see the seam at the top).
+ * @param {RoomSession} session
+ * @param {Array<() => void>} cleanups
+ * @param {Promise<Array<any>>} imported from importModules
+ */
+async function loadModules(session, cleanups, imported) {
+  const loaded = await imported;
   for (let i = 0; i < MODULES.length; i++) {
     const mod = loaded[i];
     if (session.lifetime.aborted) return;
