@@ -67,7 +67,7 @@ const meshDriverJS = `(async () => {
 	// (buffer everything until release) and candidateFirst (send each offer
 	// only once ICE gathering is complete, so every candidate goes first).
 	T.sentLog = [];
-	T.what = (d) => d.description ? d.description.type : d.candidate ? 'candidate' : d.hello ? (d.restart ? 'restart' : 'hello') : 'other';
+	T.what = (d) => d.description ? d.description.type : d.candidate ? 'candidate' : d.hello ? (d.restart ? 'restart' : 'hello') : d.media ? 'media' : 'other';
 	const send = async (to, data) => {
 		T.sentLog.push({ to, what: T.what(data) });
 		if (T.held) { T.held.push([to, data]); return; }
@@ -470,9 +470,18 @@ func TestMeshMediaShareAndStop(t *testing.T) {
 }
 
 // TestMeshGlareResolves makes both sides of a connection offer at the same
-// time (each holds its outgoing signals until both have an offer
-// outstanding) and checks that perfect negotiation settles it: both end
-// stable, each receiving the other's camera.
+// time (both restart ICE, each holding its outgoing signals until both have
+// an offer outstanding) and checks that perfect negotiation settles it:
+// both end stable and connected, and the connection carries chat and
+// microphones both ways afterwards.
+//
+// Video is not checked after the collision: with Chromium 156, a video
+// received on a connection that went through an offer collision sometimes
+// has its frames decoded but never delivered to its track (the <video>
+// stays empty), on either side. Two lepeerchat pages cannot collide any
+// more (the impolite side makes every offer: media goes on fixed slots,
+// the polite side asks for restarts), which TestMeshMediaNeedsNoNegotiation
+// checks; a collision needs another implementation or this test's forcing.
 func TestMeshGlareResolves(t *testing.T) {
 	srv := startServer(t, "")
 	ms := meshRoom(t, srv, true, "A", "B")
@@ -483,23 +492,62 @@ func TestMeshGlareResolves(t *testing.T) {
 	for _, m := range ms {
 		eval[bool](m.participant, `(T.hold(), true)`)
 	}
-	eval[bool](a.participant, `T.media.startCamera().then(() => true)`)
-	eval[bool](b.participant, `T.media.startCamera().then(() => true)`)
+	eval[bool](a.participant, fmt.Sprintf(`(T.mesh.connection(%q).restartIce(), true)`, b.id))
+	eval[bool](b.participant, fmt.Sprintf(`(T.mesh.connection(%q).restartIce(), true)`, a.id))
 	// Both offers are made and held: they will cross.
 	const offerHeld = `T.mesh.connection(%q).signalingState === "have-local-offer" && T.held.some(([, d]) => d.description?.type === "offer")`
 	a.until(fmt.Sprintf(offerHeld, b.id), "A's offer outstanding")
 	b.until(fmt.Sprintf(offerHeld, a.id), "B's offer outstanding")
 	eval[int](a.participant, `T.release()`)
 	eval[int](b.participant, `T.release()`)
-
-	a.videoAdvances(b, "camera")
-	b.videoAdvances(a, "camera")
 	for _, p := range [][2]*meshMember{{a, b}, {b, a}} {
-		p[0].until(fmt.Sprintf(`T.mesh.connection(%q).signalingState === "stable"`, p[1].id), "a stable connection")
+		p[0].until(fmt.Sprintf(`T.mesh.connection(%q).signalingState === "stable" && T.mesh.connection(%q).connectionState === "connected"`, p[1].id, p[1].id), "a stable, connected connection")
 	}
-	// And the connection still renegotiates afterwards.
-	eval[bool](a.participant, `T.media.startMicrophone().then(() => true)`)
+	for _, p := range [][2]*meshMember{{a, b}, {b, a}} {
+		text := "after the collision, from " + p[0].name
+		eval[string](p[0].participant, fmt.Sprintf(`T.chat.send(%q).id`, text))
+		p[1].until(fmt.Sprintf(`T.chatLines().includes(%q)`, text), "the chat message")
+	}
+	for _, m := range ms {
+		eval[bool](m.participant, `T.media.startMicrophone().then(() => true)`)
+	}
+	a.audioFlows(b, "mic")
 	b.audioFlows(a, "mic")
+	for _, m := range ms {
+		m.noErrors()
+	}
+}
+
+// TestMeshMediaNeedsNoNegotiation turns both cameras of a connection on
+// at the same moment, then off, then on again: no offer or answer is made
+// (the kinds have fixed slots, negotiated once), so nothing can collide,
+// and each side receives the other's camera every time.
+func TestMeshMediaNeedsNoNegotiation(t *testing.T) {
+	srv := startServer(t, "")
+	ms := meshRoom(t, srv, true, "A", "B")
+	a, b := ms[0], ms[1]
+	a.waitConnected("direct", b)
+	b.waitConnected("direct", a)
+	descriptions := func(m *meshMember) int {
+		return eval[int](m.participant, `T.sentLog.filter((s) => s.what === "offer" || s.what === "answer").length`)
+	}
+	before := [2]int{descriptions(a), descriptions(b)}
+	for round := range 2 {
+		for _, m := range ms {
+			eval[bool](m.participant, `(T.media.startCamera(), true)`)
+		}
+		a.videoAdvances(b, "camera")
+		b.videoAdvances(a, "camera")
+		for _, m := range ms {
+			eval[bool](m.participant, `(T.media.stop("camera"), true)`)
+		}
+		for _, p := range [][2]*meshMember{{a, b}, {b, a}} {
+			p[0].until(fmt.Sprintf(`T.kinds(%q) === "" && !T.video(%q, "camera")`, p[1].id, p[1].id), fmt.Sprintf("%s's camera gone (round %d)", p[1].name, round))
+		}
+	}
+	if after := [2]int{descriptions(a), descriptions(b)}; after != before {
+		t.Errorf("turning cameras on and off renegotiated: descriptions sent by A and B went from %v to %v", before, after)
+	}
 	for _, m := range ms {
 		m.noErrors()
 	}

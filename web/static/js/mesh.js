@@ -13,7 +13,8 @@
  * connection (a new sid means the other side started afresh, for example
  * after a reload, and the connection is rebuilt):
  *
- *   {sid, description: {type, sdp}, media: {[mid]: MediaKind}}
+ *   {sid, description: {type, sdp}, media: {[mid]: MediaKind}, mseq}
+ *   {sid, media: {[mid]: MediaKind}, mseq}
  *   {sid, candidate: {candidate, sdpMid, sdpMLineIndex, usernameFragment}}
  *   {sid, hello: true, restart?: true}
  *
@@ -26,9 +27,21 @@
  * impolite side also drives ICE restarts; the polite side asks for one with
  * hello+restart.
  *
+ * Media: each side sends on four fixed slots, one transceiver per media
+ * kind (MEDIA_KINDS order), negotiated once in both directions with the
+ * first offer and answer. Turning a kind on or off only puts a track on its
+ * slot or takes it off (replaceTrack): no renegotiation, so media can never
+ * be caught in an offer collision. (When both ends changed directions at
+ * once, Chromium 156 could leave the received video track muted for good
+ * while its frames decoded.) A peer that offered fewer slots (another
+ * implementation) gets transceivers added, which renegotiates.
+ *
  * `media` labels the tracks the sender sends, by transceiver mid, which is
- * the one identifier both ends share. Nothing else is trusted from a peer:
- * every field is checked before use.
+ * the one identifier both ends share; `mseq` numbers the labels, so that
+ * the newest wins whichever way they came: with each description, and on
+ * every change, over the data channel ("mesh.media") when it is open or
+ * as a signal otherwise. Nothing else is trusted from a peer: every field
+ * is checked before use.
  *
  * Over the one negotiated data channel of each peer connection travel JSON
  * objects with a string `type`. Types starting with "mesh." are the mesh's
@@ -245,10 +258,16 @@ class Peer {
 		/** Changes to local tracks are applied one at a time, in order. */
 		/** @type {Promise<void>} */
 		this.outgoing = Promise.resolve();
-		/** @type {Map<MediaKind, RTCRtpTransceiver>} the transceivers carrying our tracks */
+		/** @type {Map<MediaKind, RTCRtpTransceiver>} the transceiver of each kind we send (or may send) on */
 		this.slots = new Map();
+		/** The number of our latest labels (see `mseq` above). */
+		this.mediaSeq = 0;
+		/** Our labels as last numbered, as JSON. */
+		this.sentLabels = '{}';
 		/** @type {Map<string, MediaKind>} the peer's labels: mid → kind it sends there */
 		this.remoteLabels = new Map();
+		/** The number of the peer's labels applied last. */
+		this.remoteMediaSeq = 0;
 		/** @type {Map<MediaKind, { transceiver: RTCRtpTransceiver, stream: MediaStream }>} what the peer sends us */
 		this.remote = new Map();
 		/** @type {Map<MediaKind, RemoteView>} how the peer shows our videos */
@@ -493,9 +512,8 @@ export class Mesh extends EventTarget {
 
 	/**
 	 * Sets, replaces or removes (track null) the local track of a kind, on
-	 * every connection. A new track of a kind already sent replaces it
-	 * without renegotiation; turning a kind on or off renegotiates, reusing a
-	 * free transceiver of the same media type before adding one.
+	 * every connection: on the kind's slot, without renegotiation (see the
+	 * top), and tells each peer.
 	 * @param {MediaKind} kind
 	 * @param {MediaStreamTrack | null} track
 	 * @returns {Promise<void>} settles once every connection has applied it
@@ -507,7 +525,7 @@ export class Mesh extends EventTarget {
 		if (track && track.kind !== TRACK_KIND[kind]) {
 			throw new TypeError(`Mesh: a ${kind} track must be ${TRACK_KIND[kind]}`);
 		}
-		const stream = kind === 'mic' || kind === 'camera' ? this.userStream : this.screenStream;
+		const stream = this.streamOf(kind);
 		const old = this.local.get(kind);
 		if (old && old.track !== track) {
 			stream.removeTrack(old.track);
@@ -657,7 +675,7 @@ export class Mesh extends EventTarget {
 				if (p.closed || !desc || desc.type !== 'offer' || pc.signalingState !== 'have-local-offer') {
 					return;
 				}
-				this.signal(p, { description: { type: desc.type, sdp: desc.sdp }, media: this.labels(p) });
+				this.signal(p, { description: { type: desc.type, sdp: desc.sdp }, ...this.mediaLabels(p) });
 				this.armOfferTimer(p);
 			} catch (err) {
 				this.emit('error', { id, error: err, context: 'offer' });
@@ -673,10 +691,12 @@ export class Mesh extends EventTarget {
 		pc.onsignalingstatechange = () => {
 			if (pc.signalingState === 'stable') {
 				clearTimeout(p.offerTimer);
-				// Encodings exist once a transceiver is negotiated.
+				// Encodings exist once a transceiver is negotiated, and so do
+				// the mids of slots added for a peer that offered fewer.
 				for (const kind of p.slots.keys()) {
 					this.queueOutgoing(p, () => this.applyParams(p, kind));
 				}
+				this.queueOutgoing(p, async () => this.announceMedia(p));
 			}
 		};
 		pc.onconnectionstatechange = () => this.connectionChanged(p);
@@ -706,14 +726,25 @@ export class Mesh extends EventTarget {
 		p.started = true;
 		clearTimeout(p.helloTimer);
 		const id = p.id;
-		if (!p.polite && p.pc.getTransceivers().length === 0) {
-			// Fixed slots: one m-line per kind, in MEDIA_KINDS order, used in
-			// both directions. Turning media on and off then only changes
-			// directions and tracks: no m-line is ever added, so the two
-			// sides can never pick the same new mid at once (which Chromium
-			// cannot roll back cleanly), and transceivers never pile up.
-			for (const kind of MEDIA_KINDS) {
-				p.pc.addTransceiver(TRACK_KIND[kind], { direction: 'recvonly' });
+		// The fixed slots (see the top): the impolite side makes them, the
+		// polite side takes those of the offer. No m-line is added later, so
+		// the two sides never pick the same new mid at once (which Chromium
+		// cannot roll back cleanly), and transceivers never pile up.
+		const fresh = p.pc.getTransceivers().length === 0;
+		for (const kind of MEDIA_KINDS) {
+			const stream = this.streamOf(kind);
+			if (!p.polite && fresh) {
+				p.slots.set(kind, p.pc.addTransceiver(TRACK_KIND[kind], { direction: 'sendrecv', streams: [stream] }));
+				continue;
+			}
+			// The kind's own slot: the n-th transceiver of its media type, n
+			// being the kind's rank among the kinds of that type.
+			const rank = MEDIA_KINDS.filter((k) => TRACK_KIND[k] === TRACK_KIND[kind]).indexOf(kind);
+			const own = p.pc.getTransceivers().filter((x) => x.receiver.track.kind === TRACK_KIND[kind])[rank];
+			if (own && !isStopped(own)) {
+				own.direction = 'sendrecv';
+				own.sender.setStreams?.(stream);
+				p.slots.set(kind, own);
 			}
 		}
 		const ch = p.channel = p.pc.createDataChannel('lepeerchat', { negotiated: true, id: 0, ordered: true });
@@ -884,7 +915,7 @@ export class Mesh extends EventTarget {
 			if (p.closed) {
 				return;
 			}
-			p.remoteLabels = validLabels(data.media);
+			this.acceptLabels(p, data.media, data.mseq);
 			await this.drainCandidates(p);
 			this.reconcileRemote(p);
 			if (description.type === 'offer') {
@@ -893,8 +924,12 @@ export class Mesh extends EventTarget {
 				await pc.setLocalDescription();
 				const answer = pc.localDescription;
 				if (!p.closed && answer && answer.type === 'answer') {
-					this.signal(p, { description: { type: answer.type, sdp: answer.sdp }, media: this.labels(p) });
+					this.signal(p, { description: { type: answer.type, sdp: answer.sdp }, ...this.mediaLabels(p) });
 				}
+			}
+		} else if (data.media !== undefined) {
+			if (this.acceptLabels(p, data.media, data.mseq)) {
+				this.reconcileRemote(p);
 			}
 		} else if (data.candidate !== undefined) {
 			const candidate = validCandidate(data.candidate);
@@ -980,9 +1015,10 @@ export class Mesh extends EventTarget {
 	}
 
 	/**
-	 * Puts the local track of a kind on p's connection: replaces it in
-	 * place, frees its transceiver, or claims one (a free one of the same
-	 * media type first, a new one otherwise).
+	 * Puts the local track of a kind on p's slot for it, or takes it off,
+	 * and tells the peer. Without a slot for the kind (a peer that offered
+	 * fewer), claims a free transceiver of the kind's media type or adds
+	 * one, which renegotiates.
 	 * @param {Peer} p
 	 * @param {MediaKind} kind
 	 */
@@ -996,49 +1032,90 @@ export class Mesh extends EventTarget {
 			p.slots.delete(kind);
 			t = undefined;
 		}
-		if (t && want) {
-			if (t.sender.track !== want.track) {
-				await t.sender.replaceTrack(want.track);
+		if (!t) {
+			if (!want) {
+				return;
 			}
-			if (!sends(t)) {
+			const claimed = new Set(p.slots.values());
+			t = p.pc.getTransceivers().find((x) => !claimed.has(x) && !isStopped(x) && x.receiver.track.kind === TRACK_KIND[kind]);
+			if (t) {
 				t.direction = 'sendrecv';
+				t.sender.setStreams?.(want.stream);
+			} else {
+				t = p.pc.addTransceiver(TRACK_KIND[kind], { direction: 'sendrecv', streams: [want.stream] });
 			}
+			p.slots.set(kind, t);
+		}
+		const track = want?.track ?? null;
+		if (t.sender.track !== track) {
+			await t.sender.replaceTrack(track);
+		}
+		if (!p.closed) {
 			await this.applyParams(p, kind);
+			this.announceMedia(p);
+		}
+	}
+
+	/**
+	 * Our labels for p, numbered anew when they changed since last sent.
+	 * @param {Peer} p
+	 * @returns {{ media: Record<string, MediaKind>, mseq: number }}
+	 */
+	mediaLabels(p) {
+		const media = this.labels(p);
+		const text = JSON.stringify(media);
+		if (text !== p.sentLabels) {
+			p.sentLabels = text;
+			p.mediaSeq++;
+		}
+		return { media, mseq: p.mediaSeq };
+	}
+
+	/**
+	 * Tells p what we send now, if that changed: over the data channel when
+	 * it is open, as a signal otherwise. (Labels not negotiated yet go with
+	 * the next description.)
+	 * @param {Peer} p
+	 */
+	announceMedia(p) {
+		const before = p.mediaSeq;
+		const labels = this.mediaLabels(p);
+		if (labels.mseq === before || p.pc.signalingState === 'closed') {
 			return;
 		}
-		if (t && !want) {
-			p.slots.delete(kind);
-			// Keep receiving on it; the direction change renegotiates and the
-			// new labels tell the peer the track is gone.
-			t.direction = t.direction === 'sendonly' ? 'inactive' : 'recvonly';
-			await t.sender.replaceTrack(null);
-			return;
-		}
-		if (!want) {
-			return;
-		}
-		const claimed = new Set(p.slots.values());
-		const free = p.pc.getTransceivers().filter((x) => !claimed.has(x) && !isStopped(x) &&
-			x.receiver.track.kind === TRACK_KIND[kind] && !x.sender.track);
-		// The kind's own slot first: the n-th transceiver of its media type,
-		// n being the kind's rank among the kinds of that type.
-		const rank = MEDIA_KINDS.filter((k) => TRACK_KIND[k] === TRACK_KIND[kind]).indexOf(kind);
-		const own = p.pc.getTransceivers().filter((x) => x.receiver.track.kind === TRACK_KIND[kind])[rank];
-		t = own && free.includes(own) ? own : free[0];
-		if (t) {
-			p.slots.set(kind, t);
-			t.direction = 'sendrecv';
-			await t.sender.replaceTrack(want.track);
-			t.sender.setStreams?.(want.stream);
+		if (p.channelOpen && p.channel?.readyState === 'open') {
+			this.sendControl(p, { type: 'mesh.media', ...labels });
 		} else {
-			const sender = p.pc.addTrack(want.track, want.stream);
-			t = p.pc.getTransceivers().find((x) => x.sender === sender);
-			if (!t) {
-				throw new Error('addTrack made no transceiver');
-			}
-			p.slots.set(kind, t);
+			this.signal(p, labels);
 		}
-		await this.applyParams(p, kind);
+	}
+
+	/**
+	 * Takes the peer's labels unless newer ones came already (a peer that
+	 * does not number them is always believed).
+	 * @param {Peer} p
+	 * @param {unknown} media
+	 * @param {unknown} mseq
+	 * @returns {boolean} whether they were taken
+	 */
+	acceptLabels(p, media, mseq) {
+		if (Number.isSafeInteger(mseq) && /** @type {number} */ (mseq) > 0) {
+			if (/** @type {number} */ (mseq) <= p.remoteMediaSeq) {
+				return false;
+			}
+			p.remoteMediaSeq = /** @type {number} */ (mseq);
+		}
+		p.remoteLabels = validLabels(media);
+		return true;
+	}
+
+	/**
+	 * The stream our tracks of a kind belong to: microphone and camera in
+	 * one (kept in sync at the far end), the screen and its sound in another.
+	 * @param {MediaKind} kind
+	 */
+	streamOf(kind) {
+		return kind === 'mic' || kind === 'camera' ? this.userStream : this.screenStream;
 	}
 
 	/**
@@ -1135,6 +1212,12 @@ export class Mesh extends EventTarget {
 			return;
 		}
 		if (data.type.startsWith('mesh.')) {
+			if (data.type === 'mesh.media') {
+				if (this.acceptLabels(p, data.media, data.mseq)) {
+					this.reconcileRemote(p);
+				}
+				return;
+			}
 			if (data.type === 'mesh.bye') {
 				this.removePeer(p.id); // its late signals are ignored; a new session is welcome
 				return;

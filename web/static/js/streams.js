@@ -5,18 +5,11 @@
  * pin and full screen.
  *
  * Light on the device: a tile's video plays only while it is on screen
- * (VisibilityWatcher), and the sender is told when it is hidden (onView, for
- * Mesh#setRemoteView), so that it encodes nothing for a hidden tile. Nothing
- * runs per frame, no timer runs.
- *
- * The size a tile is shown at is not sent for now (which would make the
- * sender scale the video down to it, Mesh#setRemoteView with a size):
- * while chasing remote cameras that froze in the three-person tests (their
- * frames still decoded, none reaching the track), runs that sent sizes froze
- * more often. The freeze also comes without sizes when both ends of a
- * connection turn their cameras on at once (a mesh bug, reported). Worth
- * trying again once that is fixed. The cameras are captured small already
- * (media.js, by room size).
+ * (VisibilityWatcher), and the sender is told when it is hidden and at what
+ * size it is shown (onView, for Mesh#setRemoteView), so that it encodes
+ * nothing for a hidden tile and no more pixels than shown (a ResizeObserver
+ * follows pinning, full screen and window resizes). Nothing runs per frame,
+ * no timer runs.
  */
 
 import { h } from './dom.js';
@@ -40,6 +33,7 @@ export const SELF = 'self';
  * @property {HTMLButtonElement} pin
  * @property {HTMLButtonElement | null} full
  * @property {boolean | null} visible null until first seen
+ * @property {{ width: number, height: number } | null} shownAt the size last told, in device pixels
  */
 
 export class StreamGrid {
@@ -65,6 +59,18 @@ export class StreamGrid {
 		/** @type {Set<string>} members whose microphone I receive (or mine, as SELF) */
 		this.audible = new Set();
 		this.watcher = new VisibilityWatcher();
+		/** @type {Map<Element, Tile>} remote tiles by their video */
+		this.byVideo = new Map();
+		this.resizer = new ResizeObserver((entries) => {
+			for (const e of entries) {
+				const tile = this.byVideo.get(e.target);
+				const box = e.devicePixelContentBoxSize?.[0];
+				const dpr = window.devicePixelRatio || 1;
+				if (tile && tile.visible) {
+					this.tellView(tile, box ? box.inlineSize : e.contentRect.width * dpr, box ? box.blockSize : e.contentRect.height * dpr);
+				}
+			}
+		});
 		this.onFullscreen = () => this.updateFullscreen();
 		document.addEventListener('fullscreenchange', this.onFullscreen);
 		container.classList.add('stream-grid');
@@ -115,6 +121,8 @@ export class StreamGrid {
 			document.exitFullscreen().catch(() => {});
 		}
 		this.watcher.unwatch(tile.video);
+		this.resizer.unobserve(tile.video);
+		this.byVideo.delete(tile.video);
 		tile.video.pause();
 		tile.video.srcObject = null;
 		tile.el.remove();
@@ -180,6 +188,8 @@ export class StreamGrid {
 			this.remove(tile.id, tile.kind);
 		}
 		this.watcher.close();
+		this.resizer.disconnect();
+		this.byVideo.clear();
 		document.removeEventListener('fullscreenchange', this.onFullscreen);
 	}
 
@@ -211,22 +221,32 @@ export class StreamGrid {
 			h('figcaption', { class: 'tile-bar' }, name, h('span', { class: 'tile-actions' }, pin, full)),
 		);
 		/** @type {Tile} */
-		const tile = { key: k, id, kind, el, video, name, pin, full, visible: null };
+		const tile = { key: k, id, kind, el, video, name, pin, full, visible: null, shownAt: null };
 		this.tiles.set(k, tile);
 		this.label(tile);
 		el.classList.toggle('is-speaking', kind === 'camera' && this.speaking.has(id));
 		this.arrange();
-		this.watcher.watch(video, (visible) => {
+		this.watcher.watch(video, (visible, width, height) => {
 			tile.visible = visible;
 			if (visible) {
 				this.play(tile);
 			} else {
 				video.pause();
 			}
-			if (!self) {
+			if (self) {
+				return;
+			}
+			if (visible) {
+				tile.shownAt = null;
+				this.tellView(tile, width, height);
+			} else {
 				this.onView(id, kind, { visible });
 			}
 		});
+		if (!self) {
+			this.byVideo.set(video, tile);
+			this.resizer.observe(video, { box: 'device-pixel-content-box' });
+		}
 		return tile;
 	}
 
@@ -316,6 +336,22 @@ export class StreamGrid {
 				this.label(tile);
 			}
 		}
+	}
+
+	/**
+	 * Tells the sender the size a shown remote video has now, unless it is
+	 * within a tenth of the size told last (resizes come in bursts).
+	 * @param {Tile} tile
+	 * @param {number} width device pixels
+	 * @param {number} height device pixels
+	 */
+	tellView(tile, width, height) {
+		const last = tile.shownAt;
+		if (width < 1 || height < 1 || (last && Math.abs(width - last.width) <= last.width / 10 && Math.abs(height - last.height) <= last.height / 10)) {
+			return;
+		}
+		tile.shownAt = { width, height };
+		this.onView(tile.id, tile.kind, { visible: true, width, height });
 	}
 
 	/** @param {Tile} tile */
