@@ -127,7 +127,8 @@ func (p *participant) untilIn(d time.Duration, expr, what string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	p.t.Fatalf("%s: waiting %v for %s\n%s", p.name, d, what, p.pageText())
+	p.t.Fatalf("%s: waiting %v for %s; the connection test shows %q\n%s", p.name, d, what,
+		eval[string](p, `(r => r ? (r.dataset.outcome ?? "") + ": " + r.textContent : "nothing")(document.querySelector("#conn-test-result"))`), p.pageText())
 }
 
 // --- the lepeerchat binary ---------------------------------------------

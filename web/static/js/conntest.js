@@ -187,17 +187,22 @@ async function relayRoundTrip(iceServers, pcs, signal, onStep, result) {
     a.addEventListener('connectionstatechange', () => a.connectionState === 'failed' && resolve(undefined), listen),
   );
 
-  onStep('relay');
-  await a.setLocalDescription();
-  await b.setRemoteDescription(/** @type {RTCSessionDescription} */ (a.localDescription));
-  described.get(b)?.resolve();
-  await b.setLocalDescription();
-  await a.setRemoteDescription(/** @type {RTCSessionDescription} */ (b.localDescription));
-  described.get(a)?.resolve();
-
   const explain = () => {
     result.detail = [...errors].join('; ');
   };
+  onStep('relay');
+  const offerAnswer = async () => {
+    await a.setLocalDescription();
+    await b.setRemoteDescription(/** @type {RTCSessionDescription} */ (a.localDescription));
+    described.get(b)?.resolve();
+    await b.setLocalDescription();
+    await a.setRemoteDescription(/** @type {RTCSessionDescription} */ (b.localDescription));
+    described.get(a)?.resolve();
+  };
+  if ((await until(offerAnswer(), signal)) === ABORTED) {
+    explain();
+    return 'no-relay';
+  }
   const first = await until(Promise.race([relayed.promise.then(() => true), gathered.promise.then(() => false)]), signal);
   if (first !== true) {
     explain();
