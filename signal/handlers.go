@@ -98,7 +98,7 @@ func (s *session) replyOK(id uint64, hasID bool) {
 	if hasID {
 		b = append(strconv.AppendUint(append(buf[:0], `{"re":`...), id, 10), `,"type":"ok"}`...)
 	}
-	s.send(b)
+	s.reply(b)
 }
 
 var (

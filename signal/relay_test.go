@@ -1,9 +1,11 @@
 package signal
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +166,83 @@ func TestSlowConsumerIsCutAndOthersAreNot(t *testing.T) {
 	}
 	// The sender is unaffected.
 	a.mustCall("ping", nil)
+}
+
+// sessionGoroutines counts the goroutines running session code.
+func sessionGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte("lepeerchat/signal.(*session)")) {
+			count++
+		}
+	}
+	return count
+}
+
+func TestIdleSessionsHaveOneGoroutineAndLeaveNone(t *testing.T) {
+	ts := startServer(t, "", func(c *Config) { c.PingInterval = 30 * time.Millisecond })
+	const n = 20
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = dial(t, ts)
+	}
+	owner := createRoom(clients[0], "r", "Ann")
+	token := invite(clients[0], nil)
+	for i := 1; i < n; i++ {
+		joinRoom(clients[i], owner.room, token, fmt.Sprintf("m%d", i))
+	}
+	// Pings come and go; once they are answered, each session is back to
+	// its read loop alone.
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		time.Sleep(50 * time.Millisecond)
+		g := sessionGoroutines()
+		if g == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines run session code for %d idle connections, want %d", g, n, n)
+		}
+	}
+	clients[0].mustCall("ping", nil) // still connected, pings answered
+	for _, c := range clients {
+		c.close()
+	}
+	for {
+		g := sessionGoroutines()
+		ts.srv.mu.Lock()
+		open := len(ts.srv.sessions)
+		ts.srv.mu.Unlock()
+		if g == 0 && open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after every client left: %d goroutines run session code, %d sessions open", g, open)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPushedMessagesReachAnIdleClient(t *testing.T) {
+	// No read loop is writing: pushed messages start a writer of their own.
+	ts := startServer(t, "")
+	a, b := dial(t, ts), dial(t, ts)
+	owner := createRoom(a, "r", "Ann")
+	joinRoom(b, owner.room, invite(a, nil), "Bob")
+	if ev := a.event("member.joined"); ev.obj("member").str("name") != "Bob" {
+		t.Fatalf("member.joined = %v", ev)
+	}
+	b.close()
+	if ev := a.event("member.disconnected"); ev.obj("member").str("name") != "Bob" {
+		t.Fatalf("member.disconnected = %v", ev)
+	}
 }

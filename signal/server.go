@@ -222,41 +222,49 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// ServeHTTP upgrades the request to a WebSocket and runs its session until
-// the connection ends.
+// ServeHTTP upgrades the request to a WebSocket and starts its session,
+// which runs until the connection ends; Shutdown waits for it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ip := s.clientIP(r)
 	if !s.admit(ip) {
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 		return
 	}
-	defer s.release(ip)
 	uw := &upgradeWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
 	conn, err := websocket.Accept(uw, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{Subprotocol},
 		OriginPatterns: s.cfg.OriginPatterns,
 	})
 	if err != nil {
+		s.release(ip)
 		s.cfg.Logger.Debug("websocket upgrade refused", "ip", ip, "err", err)
 		return
 	}
-	sess := s.newSession(conn, uw.wire, ip)
+	sess := s.newSession(conn, uw, ip)
 	if sess == nil {
+		s.release(ip)
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
-	defer s.forget(sess)
-	sess.run(withHost(r.Context(), r.Host))
+	// The session runs on a goroutine of its own and this handler
+	// returns, so that the HTTP server's goroutine, with its deep stack,
+	// and its connection's buffers go.
+	ctx := withHost(r.Context(), r.Host)
+	go func() {
+		defer s.release(ip)
+		defer s.forget(sess)
+		sess.run(ctx)
+	}()
 }
 
-func (s *Server) newSession(conn *websocket.Conn, wire *wireConn, ip string) *session {
+func (s *Server) newSession(conn *websocket.Conn, up *upgradeWriter, ip string) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return nil
 	}
 	s.nextConn++
-	sess := newSession(s, conn, wire, ip, room.Conn{Node: s.cfg.Node, ID: fmt.Sprint(s.nextConn)})
+	sess := newSession(s, conn, up, ip, room.Conn{Node: s.cfg.Node, ID: fmt.Sprint(s.nextConn)})
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	return sess

@@ -1,6 +1,7 @@
 package signal
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -30,30 +31,44 @@ const (
 	storeTimeout = 5 * time.Second
 )
 
-// session is one WebSocket connection. Its read loop (run) decodes and
-// handles client messages one at a time; a writer goroutine sends queued
-// messages, all those waiting at once in one write; a pinger goroutine
-// detects dead peers. All three end with the connection.
+// session is one WebSocket connection. One goroutine (run) reads, decodes
+// and handles client messages one at a time, and writes its own replies
+// before it waits for more. Messages pushed by others start a writer
+// goroutine that writes everything queued and ends when nothing is left; a
+// timer pings the client now and then. So an idle connection has one
+// goroutine, blocked reading, and holds no buffer of its own.
 type session struct {
-	srv     *Server
-	conn    *websocket.Conn
-	wire    *wireConn
+	srv  *Server
+	conn *websocket.Conn
+	wire *wireConn
+	br   *bufio.Reader // the library's read-ahead, to see if a frame is waiting
+	// brMu orders the read loop's look at br with the close handshake,
+	// which reads from br on its own goroutine once brDone is set.
+	brMu    sync.Mutex
+	brDone  bool
 	ip      string
 	key     room.Conn
 	limiter *rate.Limiter
 
-	// qmu guards queue, the messages waiting for the writer (nil when
-	// there are none), and full, set once the client fell too far behind:
-	// from then on nothing more is queued, so that what it receives
-	// before the close frame has no gap. wake tells the writer there are
-	// messages.
-	qmu   sync.Mutex
-	queue *outbox
-	full  bool
-	wake  chan struct{}
+	// qmu guards the outgoing queue: queue holds the messages waiting
+	// (nil when there are none); writing is set while a goroutine writes
+	// them (at most one does); full is set once the client fell too far
+	// behind or the connection failed: from then on nothing more is
+	// queued, so that what the client receives before the close frame has
+	// no gap. writers counts the writer goroutines.
+	qmu     sync.Mutex
+	queue   *outbox
+	writing bool
+	full    bool
+	writers sync.WaitGroup
 
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// pingTimer starts a ping every PingInterval; pings counts the pings
+	// under way.
+	pingTimer *time.Timer
+	pings     sync.WaitGroup
 
 	mu sync.Mutex
 	// att is the room membership this connection speaks for, if any.
@@ -78,15 +93,15 @@ type attachment struct {
 	signalHead []byte
 }
 
-func newSession(srv *Server, conn *websocket.Conn, wire *wireConn, ip string, key room.Conn) *session {
+func newSession(srv *Server, conn *websocket.Conn, up *upgradeWriter, ip string, key room.Conn) *session {
 	return &session{
 		srv:     srv,
 		conn:    conn,
-		wire:    wire,
+		wire:    up.wire,
+		br:      up.br,
 		ip:      ip,
 		key:     key,
 		limiter: rate.NewLimiter(srv.cfg.Rate, srv.cfg.Burst),
-		wake:    make(chan struct{}, 1),
 	}
 }
 
@@ -96,12 +111,9 @@ func (s *session) run(parent context.Context) {
 	defer s.cancel()
 	cfg := &s.srv.cfg
 	s.conn.SetReadLimit(int64(cfg.MaxMessageBytes) * hardLimitFactor)
+	s.pingTimer = time.AfterFunc(cfg.PingInterval, s.ping)
 
-	var wg sync.WaitGroup
-	wg.Go(s.writeLoop)
-	wg.Go(s.pingLoop)
-
-	s.send(encode(welcomeMessage{
+	s.reply(encode(welcomeMessage{
 		header:  header{Type: "welcome"},
 		Version: Version,
 		Limits: limitsView{
@@ -112,15 +124,25 @@ func (s *session) run(parent context.Context) {
 			MaxMembers:      room.MaxMembers,
 		},
 	}))
+	s.flushOwn()
 	err := s.readLoop()
+	// Replies to the last messages, a refusal before a cut: a write
+	// under way or queued is finished, so that a close frame queued
+	// behind it is not lost.
+	s.flushOwn()
 	s.detach(false)
 	s.cancel()
-	wg.Wait()
+	s.pingTimer.Stop()
+	s.qmu.Lock()
+	s.full = true
+	s.qmu.Unlock()
+	s.writers.Wait()
 	s.mu.Lock()
 	s.ended = true
 	s.mu.Unlock()
 	s.closing.Wait()
 	s.conn.CloseNow()
+	s.pings.Wait()
 	s.srv.cfg.Logger.Debug("session ended", "conn", s.key.Key(), "ip", s.ip, "err", err)
 }
 
@@ -155,17 +177,23 @@ func (s *session) readLoop() error {
 				return errors.New("rate limit exceeded")
 			}
 			s.refuse(nil, CodeRateLimited, "too many messages: slow down")
-			continue
+		} else {
+			switch {
+			case typ != websocket.MessageText:
+				s.refuse(nil, CodeBinaryFrame, "binary messages are not part of the protocol: send JSON text")
+			case err != nil:
+				s.refuse(nil, CodeTooLarge, fmt.Sprintf("a message may have at most %d bytes", s.srv.cfg.MaxMessageBytes))
+			default:
+				s.handle(buf)
+			}
+			putReadBuf(pbuf, buf)
 		}
-		switch {
-		case typ != websocket.MessageText:
-			s.refuse(nil, CodeBinaryFrame, "binary messages are not part of the protocol: send JSON text")
-		case err != nil:
-			s.refuse(nil, CodeTooLarge, fmt.Sprintf("a message may have at most %d bytes", s.srv.cfg.MaxMessageBytes))
-		default:
-			s.handle(buf)
+		// Replies go out when no other frame is already read ahead: a
+		// client that sends several at once gets their replies in one
+		// write.
+		if !s.readAhead() {
+			s.flushOwn()
 		}
-		putReadBuf(pbuf, buf)
 	}
 }
 
@@ -179,6 +207,14 @@ func putReadBuf(p *[]byte, buf []byte) {
 		*p = buf[:0]
 		readPool.Put(p)
 	}
+}
+
+// readAhead tells whether the library has read the start of another frame
+// already.
+func (s *session) readAhead() bool {
+	s.brMu.Lock()
+	defer s.brMu.Unlock()
+	return !s.brDone && s.br != nil && s.br.Buffered() > 0
 }
 
 var errTooLarge = errors.New("message too large")
@@ -211,9 +247,17 @@ func readFrame(buf []byte, r io.Reader, max int) ([]byte, error) {
 	}
 }
 
-// send queues a message for the client. A client too slow to take its
-// messages is cut rather than allowed to hold memory.
-func (s *session) send(msg []byte) {
+// send queues a message for the client and makes sure a writer is at
+// work. A client too slow to take its messages is cut rather than allowed
+// to hold memory.
+func (s *session) send(msg []byte) { s.enqueue(msg, true) }
+
+// reply queues a reply on the read loop's goroutine, which writes it
+// before it waits for the next message (flushOwn), unless a writer
+// goroutine takes it first.
+func (s *session) reply(msg []byte) { s.enqueue(msg, false) }
+
+func (s *session) enqueue(msg []byte, start bool) {
 	s.qmu.Lock()
 	if s.full {
 		s.qmu.Unlock()
@@ -228,44 +272,59 @@ func (s *session) send(msg []byte) {
 		return
 	}
 	s.queue.add(msg)
+	start = start && !s.writing
+	if start {
+		s.writing = true
+		s.writers.Add(1)
+	}
 	s.qmu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if start {
+		go func() {
+			defer s.writers.Done()
+			s.drain()
+		}()
 	}
 }
 
-func (s *session) writeLoop() {
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.wake:
-		}
-		if err := s.flush(); err != nil {
-			// The read loop ends with the connection.
-			s.conn.CloseNow()
-			return
-		}
+// flushOwn writes what is queued on the calling goroutine, unless a
+// writer goroutine is already at it.
+func (s *session) flushOwn() {
+	s.qmu.Lock()
+	if s.writing || s.queue == nil {
+		s.qmu.Unlock()
+		return
 	}
+	s.writing = true
+	s.qmu.Unlock()
+	s.drain()
 }
 
-// flush writes what is queued, batch after batch, until nothing is left.
-// A batch under way is finished even when the session ends, so that a
-// close frame queued behind it is not lost.
-func (s *session) flush() error {
+// drain writes what is queued, batch after batch, until nothing is left,
+// then gives up the writer's role. When a write fails the connection is
+// closed, which ends the read loop.
+func (s *session) drain() {
 	for {
 		s.qmu.Lock()
 		batch := s.queue
 		s.queue = nil
-		s.qmu.Unlock()
 		if batch == nil {
-			return nil
+			s.writing = false
+			s.qmu.Unlock()
+			return
 		}
+		s.qmu.Unlock()
 		err := s.writeBatch(batch)
 		putOutbox(batch)
 		if err != nil {
-			return err
+			s.qmu.Lock()
+			s.full, s.writing = true, false
+			if s.queue != nil {
+				putOutbox(s.queue)
+				s.queue = nil
+			}
+			s.qmu.Unlock()
+			s.conn.CloseNow()
+			return
 		}
 	}
 }
@@ -284,27 +343,28 @@ func (s *session) writeBatch(b *outbox) error {
 	return err
 }
 
-func (s *session) pingLoop() {
-	t := time.NewTicker(s.srv.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.PongTimeout)
-			err := s.conn.Ping(ctx)
-			cancel()
-			if err != nil {
-				if s.ctx.Err() == nil {
-					s.srv.cfg.Logger.Debug("no pong: closing", "conn", s.key.Key(), "ip", s.ip)
-				}
-				s.conn.CloseNow()
-				s.cancel()
-				return
-			}
-		}
+// ping runs on pingTimer's own goroutine: it pings the client and arms
+// the timer again once the pong is back, or closes the connection.
+func (s *session) ping() {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
 	}
+	s.pings.Add(1)
+	s.mu.Unlock()
+	defer s.pings.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.PongTimeout)
+	err := s.conn.Ping(ctx)
+	cancel()
+	if err != nil {
+		if s.ctx.Err() == nil {
+			s.srv.cfg.Logger.Debug("no pong: closing", "conn", s.key.Key(), "ip", s.ip)
+		}
+		s.conn.CloseNow()
+		return
+	}
+	s.pingTimer.Reset(s.srv.cfg.PingInterval)
 }
 
 // close ends the connection with a close frame giving the reason. It does
@@ -315,15 +375,20 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 		defer s.mu.Unlock()
 		s.closedWith = code
 		if !s.ended {
-			s.closing.Go(func() { s.conn.Close(code, reason) })
+			s.closing.Go(func() {
+				s.brMu.Lock()
+				s.brDone = true
+				s.brMu.Unlock()
+				s.conn.Close(code, reason)
+			})
 		}
 	})
 }
 
-// refuse sends a negative reply and counts it.
+// refuse sends a negative reply and counts it. It runs on the read loop.
 func (s *session) refuse(id *uint64, code room.Code, msg string) {
 	s.srv.cfg.Metrics.Errors.WithLabelValues(string(code)).Inc()
-	s.send(encode(errorReply{header: header{Re: id, Type: "error"}, Error: errorBody{Code: code, Message: msg}}))
+	s.reply(encode(errorReply{header: header{Re: id, Type: "error"}, Error: errorBody{Code: code, Message: msg}}))
 }
 
 // attached returns the session's current membership, or nil.

@@ -104,12 +104,25 @@ func (c *wireConn) uncork() error {
 	return err
 }
 
+// Buffers given to the WebSocket library. Reads: a frame header and a
+// small message are read with one system call, larger payloads straight
+// into the message's buffer. Writes: data frames go through the corked
+// wireConn, which collects them anyway, so the library's own buffer only
+// needs to hold a control frame.
+const (
+	readAhead   = 1024
+	writeBuffer = 256
+)
+
 // upgradeWriter hands the WebSocket library a wireConn when it hijacks the
-// HTTP connection, instead of the bare one.
+// HTTP connection, instead of the bare one, with buffers of the sizes
+// above instead of the HTTP server's 4 KB ones (which go with the HTTP
+// connection once the handler returns).
 type upgradeWriter struct {
 	http.ResponseWriter
 	timeout time.Duration
 	wire    *wireConn
+	br      *bufio.Reader
 }
 
 // Hijack implements http.Hijacker.
@@ -119,8 +132,14 @@ func (w *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.wire = newWireConn(conn, w.timeout)
-	brw.Writer.Reset(w.wire)
-	return w.wire, brw, nil
+	w.br = brw.Reader
+	if w.br.Buffered() == 0 {
+		// Nothing read ahead by the HTTP server (a client may not send
+		// before the handshake's answer, and browsers do not), so its
+		// reader can go.
+		w.br = bufio.NewReaderSize(w.wire, readAhead)
+	}
+	return w.wire, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.wire, writeBuffer)), nil
 }
 
 // Unwrap lets http.ResponseController reach the server's ResponseWriter.
