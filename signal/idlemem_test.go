@@ -22,7 +22,10 @@ import (
 //	lepeerchat-load -workload idle -rooms 1000 -members 10 -settle 30s -url $(cat <folder>/url)
 //
 // then, after a few seconds and two collections, writes a heap profile to
-// <folder>/heap.pprof and prints what each connection holds.
+// <folder>/heap.pprof and prints what each connection holds. With
+// LEPEERCHAT_CPU_PROFILE=1 it instead profiles the CPU from then until the
+// connections go (rate limits raised as in bench/signalling.sh) into
+// <folder>/cpu.pprof, for a run of the generator with traffic.
 func TestIdleMemoryProfile(t *testing.T) {
 	dir := os.Getenv("LEPEERCHAT_IDLE_PROFILE")
 	if dir == "" {
@@ -32,7 +35,13 @@ func TestIdleMemoryProfile(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("LEPEERCHAT_IDLE_CONNS")); err == nil {
 		want = n
 	}
-	ts := startServer(t, "", func(c *Config) { c.MaxConnsPerIP = 1 << 20 })
+	cpu := os.Getenv("LEPEERCHAT_CPU_PROFILE") == "1"
+	ts := startServer(t, "", func(c *Config) {
+		c.MaxConnsPerIP = 1 << 20
+		if cpu {
+			c.Rate, c.Burst = 1e6, 1e6
+		}
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +66,21 @@ func TestIdleMemoryProfile(t *testing.T) {
 			t.Fatalf("only %d connections after 5 minutes", open())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if cpu {
+		f, err := os.Create(filepath.Join(dir, "cpu.pprof"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		for open() >= want {
+			time.Sleep(100 * time.Millisecond)
+		}
+		pprof.StopCPUProfile()
+		return
 	}
 	time.Sleep(5 * time.Second)
 	runtime.GC()

@@ -124,7 +124,6 @@ func (s *session) run(parent context.Context) {
 			MaxMembers:      room.MaxMembers,
 		},
 	}))
-	s.flushOwn()
 	err := s.readLoop()
 	// Replies to the last messages, a refusal before a cut: a write
 	// under way or queued is finished, so that a close frame queued
@@ -155,6 +154,16 @@ func (s *session) readLoop() error {
 	// that keeps being refused is cut, however fast it floods.
 	var strikes *rate.Limiter
 	for {
+		// Replies go out when no other frame is already read ahead (a
+		// client that sends several at once gets their replies in one
+		// write); then the loop waits for the next frame high on its
+		// stack, so that the stack of an idle connection can shrink.
+		if !s.readAhead() {
+			s.flushOwn()
+			if err := s.wire.fill(); err != nil {
+				return err
+			}
+		}
 		typ, r, err := s.conn.Reader(context.Background())
 		if err != nil {
 			return err
@@ -188,12 +197,6 @@ func (s *session) readLoop() error {
 			}
 			putReadBuf(pbuf, buf)
 		}
-		// Replies go out when no other frame is already read ahead: a
-		// client that sends several at once gets their replies in one
-		// write.
-		if !s.readAhead() {
-			s.flushOwn()
-		}
 	}
 }
 
@@ -214,7 +217,7 @@ func putReadBuf(p *[]byte, buf []byte) {
 func (s *session) readAhead() bool {
 	s.brMu.Lock()
 	defer s.brMu.Unlock()
-	return !s.brDone && s.br != nil && s.br.Buffered() > 0
+	return !s.brDone && (s.br != nil && s.br.Buffered() > 0 || s.wire.buffered() > 0)
 }
 
 var errTooLarge = errors.New("message too large")

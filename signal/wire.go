@@ -2,9 +2,12 @@ package signal
 
 import (
 	"bufio"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -26,7 +29,23 @@ type wireConn struct {
 	// renewAt is when the write deadline is next moved forward: a write
 	// that makes no progress for between timeout/2 and timeout fails.
 	renewAt time.Time
+
+	// Reads, on a plain TCP connection (raw is set): the session waits
+	// for data in fill, parked high on its stack with no buffer held,
+	// and data is read into a pooled chunk only once it is there. rmu
+	// guards chunk (nil when empty) and the unread part of it.
+	raw      syscall.RawConn
+	rmu      sync.Mutex
+	chunk    *[]byte
+	unread   []byte
+	readErr  error
+	readOnce func(fd uintptr) bool
 }
+
+// readChunk is the most read from the socket at once.
+const readChunk = 4096
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
 
 // flushChunk is the most written with one deadline renewal, so that a
 // large batch to a slow but live client is not cut for its size alone.
@@ -38,7 +57,105 @@ const maxPooledWire = 256 << 10
 var wirePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 func newWireConn(c net.Conn, timeout time.Duration) *wireConn {
-	return &wireConn{Conn: c, timeout: timeout}
+	w := &wireConn{Conn: c, timeout: timeout}
+	if tc, ok := c.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			w.raw = raw
+			w.readOnce = w.readSocket
+		}
+	}
+	return w
+}
+
+// buffered is how many bytes were read from the socket and not yet taken.
+func (c *wireConn) buffered() int {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return len(c.unread)
+}
+
+// fill waits until data can be read, reads it into a chunk, and returns.
+// It does nothing when data is already waiting or the connection is not
+// plain TCP.
+func (c *wireConn) fill() error {
+	if c.raw == nil || c.buffered() > 0 {
+		return nil
+	}
+	if err := c.raw.Read(c.readOnce); err != nil {
+		return err
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.readErr
+}
+
+// readSocket is called by raw.Read until it returns true: it tries one
+// non-blocking read into a pooled chunk and reports false, with no chunk
+// held, when there is nothing to read yet.
+func (c *wireConn) readSocket(fd uintptr) bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if len(c.unread) > 0 || c.readErr != nil {
+		return true
+	}
+	if c.chunk == nil {
+		c.chunk = chunkPool.Get().(*[]byte)
+	}
+	for {
+		n, err := syscall.Read(int(fd), *c.chunk)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			chunkPool.Put(c.chunk)
+			c.chunk = nil
+			return false
+		case err != nil:
+			c.readErr = &net.OpError{Op: "read", Net: "tcp", Err: err}
+		case n == 0:
+			c.readErr = io.EOF
+		default:
+			c.unread = (*c.chunk)[:n]
+			return true
+		}
+		chunkPool.Put(c.chunk)
+		c.chunk = nil
+		return true
+	}
+}
+
+// Read implements net.Conn for the WebSocket library's reader.
+func (c *wireConn) Read(p []byte) (int, error) {
+	if c.raw == nil {
+		return c.Conn.Read(p)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		c.rmu.Lock()
+		if len(c.unread) > 0 {
+			n := copy(p, c.unread)
+			c.unread = c.unread[n:]
+			if len(c.unread) == 0 {
+				chunkPool.Put(c.chunk)
+				c.chunk, c.unread = nil, nil
+			}
+			c.rmu.Unlock()
+			return n, nil
+		}
+		if err := c.readErr; err != nil {
+			c.rmu.Unlock()
+			return 0, err
+		}
+		c.rmu.Unlock()
+		if err := c.raw.Read(c.readOnce); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return 0, err
+			}
+			return 0, &net.OpError{Op: "read", Net: "tcp", Err: err}
+		}
+	}
 }
 
 // Write sends p, or keeps it for the end of the batch when corked. Frames
@@ -104,13 +221,14 @@ func (c *wireConn) uncork() error {
 	return err
 }
 
-// Buffers given to the WebSocket library. Reads: a frame header and a
-// small message are read with one system call, larger payloads straight
-// into the message's buffer. Writes: data frames go through the corked
+// Buffers given to the WebSocket library. Reads: on plain TCP, wireConn
+// reads the socket in chunks of its own, so the library's buffer only
+// saves calls into it; on TLS, a frame header and a small message are
+// read with one call. Writes: data frames go through the corked
 // wireConn, which collects them anyway, so the library's own buffer only
 // needs to hold a control frame.
 const (
-	readAhead   = 1024
+	readAhead   = 128
 	writeBuffer = 256
 )
 
