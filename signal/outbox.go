@@ -37,15 +37,3 @@ func (o *outbox) add(parts ...[]byte) {
 	}
 	o.ends = append(o.ends, len(o.buf))
 }
-
-// each calls f with every message in order, until f fails.
-func (o *outbox) each(f func([]byte) error) error {
-	start := 0
-	for _, end := range o.ends {
-		if err := f(o.buf[start:end]); err != nil {
-			return err
-		}
-		start = end
-	}
-	return nil
-}

@@ -246,3 +246,25 @@ func TestPushedMessagesReachAnIdleClient(t *testing.T) {
 		t.Fatalf("member.disconnected = %v", ev)
 	}
 }
+
+func TestTextFramesOfEverySize(t *testing.T) {
+	// The writer frames messages itself: each length encoding must reach
+	// a client intact, in one batch.
+	ts := startServer(t, "", fastConfig, func(c *Config) { c.MaxMessageBytes = 512 << 10 })
+	a, b := dial(t, ts), dial(t, ts)
+	owner := createRoom(a, "r", "Ann")
+	guest := joinRoom(b, owner.room, invite(a, nil), "Bob")
+	a.event("member.joined")
+	// Padding in bytes (two per character): forwarded frames of under
+	// 126 bytes, of up to 65,535, and longer.
+	sizes := []int{0, 2, 80, 90, 200, 65400, 65600, 140000, 60000}
+	for i, n := range sizes {
+		a.sendRaw(fmt.Sprintf(`{"id":%d,"type":"signal","to":%q,"data":{"n":%d,"pad":%q}}`, i+1, guest.id, i, strings.Repeat("é", n/2)))
+	}
+	for i, n := range sizes {
+		m := b.next()
+		if m.obj("data")["n"] != float64(i) || m.obj("data").str("pad") != strings.Repeat("é", n/2) {
+			t.Fatalf("signal %d (%d bytes of padding) arrived damaged", i, n)
+		}
+	}
+}

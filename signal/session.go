@@ -333,18 +333,9 @@ func (s *session) drain() {
 }
 
 // writeBatch writes the messages of b as WebSocket frames, all in one
-// write to the network (wireConn). The frames get no context of their
-// own: the wire's write deadline bounds them.
-func (s *session) writeBatch(b *outbox) error {
-	s.wire.cork()
-	err := b.each(func(msg []byte) error {
-		return s.conn.Write(context.Background(), websocket.MessageText, msg)
-	})
-	if uerr := s.wire.uncork(); err == nil {
-		err = uerr
-	}
-	return err
-}
+// write to the network (wireConn). They need no context: the wire's write
+// deadline bounds them.
+func (s *session) writeBatch(b *outbox) error { return s.wire.writeText(b) }
 
 // ping runs on pingTimer's own goroutine: it pings the client and arms
 // the timer again once the pong is back, or closes the connection.

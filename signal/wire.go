@@ -2,6 +2,7 @@ package signal
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -12,20 +13,20 @@ import (
 )
 
 // wireConn is the network connection under a session's WebSocket. The
-// WebSocket library flushes every frame to it with a Write of its own; the
-// session's writer corks it around a batch of frames, so that all the frames
-// queued for a client leave in one write system call instead of one each.
-// It also bounds every write with a deadline that is moved forward only now
-// and then, instead of a timer armed per frame.
+// session's writer frames its messages itself (server frames are unmasked
+// and need no state) and sends all the messages queued for a client in one
+// write system call; the WebSocket library writes only control frames (a
+// pong, the close frame) through Write, one whole frame per call, so the
+// two never interleave. Every write has a deadline that is moved forward
+// only now and then, instead of a timer armed per frame.
 type wireConn struct {
 	net.Conn
 	timeout time.Duration
 
-	mu     sync.Mutex
-	corked bool
-	// pending holds what was written while corked; it comes from (and
-	// goes back to) wirePool, so that an idle connection holds none.
-	pending *[]byte
+	mu sync.Mutex
+	// closeSent is set once the library wrote the close frame: no data
+	// frame may follow it.
+	closeSent bool
 	// renewAt is when the write deadline is next moved forward: a write
 	// that makes no progress for between timeout/2 and timeout fails.
 	renewAt time.Time
@@ -158,18 +159,21 @@ func (c *wireConn) Read(p []byte) (int, error) {
 	}
 }
 
-// Write sends p, or keeps it for the end of the batch when corked. Frames
-// written by other goroutines during a batch (the library's pong replies,
-// a close frame) join the batch in the order they came.
+// Write sends a control frame written by the WebSocket library.
 func (c *wireConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.corked {
-		*c.pending = append(*c.pending, p...)
-		return len(p), nil
+	if len(p) > 0 && p[0]&0x0f == opClose {
+		c.closeSent = true
 	}
 	return c.writeLocked(p)
 }
+
+// WebSocket frame bits (RFC 6455, section 5.2).
+const (
+	finText = 0x81 // FIN, opcode 1 (text)
+	opClose = 0x8
+)
 
 func (c *wireConn) writeLocked(p []byte) (int, error) {
 	written := 0
@@ -190,43 +194,49 @@ func (c *wireConn) writeLocked(p []byte) (int, error) {
 	return written, nil
 }
 
-// cork starts a batch: writes are kept until uncork.
-func (c *wireConn) cork() {
+// writeText sends each message of b as a text frame, all in one write.
+func (c *wireConn) writeText(b *outbox) error {
+	buf := wirePool.Get().(*[]byte)
+	out := *buf
+	start := 0
+	for _, end := range b.ends {
+		out = appendTextFrame(out, b.buf[start:end])
+		start = end
+	}
 	c.mu.Lock()
-	c.corked = true
-	if c.pending == nil {
-		c.pending = wirePool.Get().(*[]byte)
+	var err error
+	if c.closeSent {
+		err = net.ErrClosed
+	} else {
+		_, err = c.writeLocked(out)
 	}
 	c.mu.Unlock()
-}
-
-// uncork ends a batch and sends what it collected in one write.
-func (c *wireConn) uncork() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.corked = false
-	buf := c.pending
-	c.pending = nil
-	if buf == nil {
-		return nil
-	}
-	var err error
-	if len(*buf) > 0 {
-		_, err = c.writeLocked(*buf)
-	}
-	if cap(*buf) <= maxPooledWire {
-		*buf = (*buf)[:0]
+	if cap(out) <= maxPooledWire {
+		*buf = out[:0]
 		wirePool.Put(buf)
 	}
 	return err
 }
 
+// appendTextFrame appends msg as one unmasked, final text frame.
+func appendTextFrame(b, msg []byte) []byte {
+	switch n := len(msg); {
+	case n <= 125:
+		b = append(b, finText, byte(n))
+	case n <= 0xffff:
+		b = append(b, finText, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, finText, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, msg...)
+}
+
 // Buffers given to the WebSocket library. Reads: on plain TCP, wireConn
 // reads the socket in chunks of its own, so the library's buffer only
 // saves calls into it; on TLS, a frame header and a small message are
-// read with one call. Writes: data frames go through the corked
-// wireConn, which collects them anyway, so the library's own buffer only
-// needs to hold a control frame.
+// read with one call. Writes: the library writes only control frames
+// (at most 127 bytes from a server), each flushed whole from this buffer.
 const (
 	readAhead   = 128
 	writeBuffer = 256
