@@ -240,6 +240,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Logger.Debug("websocket upgrade refused", "ip", ip, "err", err)
 		return
 	}
+	uw.accepted()
 	sess := s.newSession(conn, uw, ip)
 	if sess == nil {
 		s.release(ip)

@@ -251,6 +251,8 @@ type upgradeWriter struct {
 	timeout time.Duration
 	wire    *wireConn
 	br      *bufio.Reader
+	// ownReader is set when br is ours, made empty at the hijack.
+	ownReader bool
 }
 
 // Hijack implements http.Hijacker.
@@ -266,8 +268,19 @@ func (w *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// before the handshake's answer, and browsers do not), so its
 		// reader can go.
 		w.br = bufio.NewReaderSize(w.wire, readAhead)
+		w.ownReader = true
 	}
 	return w.wire, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.wire, writeBuffer)), nil
+}
+
+// accepted is called once the WebSocket library has its connection. The
+// library makes its reader read through an io.MultiReader, in case the
+// HTTP server had read ahead; when it had not, the reader is pointed
+// straight at the connection again, which saves a call per read.
+func (w *upgradeWriter) accepted() {
+	if w.ownReader && w.br.Buffered() == 0 {
+		w.br.Reset(w.wire)
+	}
 }
 
 // Unwrap lets http.ResponseController reach the server's ResponseWriter.
