@@ -644,3 +644,53 @@ func TestCallCamerasTurnedOnTogether(t *testing.T) {
 		}
 	}
 }
+
+// TestCallSpeakingScreenSoundAndTakeOver checks through the room page what
+// the other call tests leave out: who is speaking shows in the member list
+// (for the others and for oneself), a screen shared with its sound plays
+// that sound at the others, and a second tab of the same browser takes the
+// room over ("Use it here" brings it back, and the call with it).
+func TestCallSpeakingScreenSoundAndTakeOver(t *testing.T) {
+	srv := startServer(t, "")
+	ps, ids := callRoom(t, srv, "Talk", "Ann", "Bob")
+	a, b := ps[0], ps[1]
+	a.until(peersDirect(1), "Bob direct")
+	b.until(peersDirect(1), "Ann direct")
+
+	// The fake microphone beeps: Ann is seen speaking, by Bob and by herself.
+	a.click("#mic-button")
+	annRow := fmt.Sprintf(`#member-list li[data-member-id=%q]`, ids[0])
+	speaking := fmt.Sprintf(`document.querySelector(%q)?.classList.contains("speaking") && document.querySelector(%q + " .member-activity").textContent.includes("speaking")`, annRow, annRow)
+	b.until(speaking, "Ann speaking, at Bob")
+	a.until(speaking, "Ann speaking, at Ann")
+
+	// A screen with its sound (the fake capture has some): Bob plays both.
+	a.click("#screen-button")
+	b.videoPlays(ids[0], "Ann", "screen")
+	if !eval[bool](a, `__probe.displays.at(-1).getAudioTracks().length > 0`) {
+		t.Fatal("the fake screen capture came without sound: nothing to test")
+	}
+	screenSound := fmt.Sprintf(`(async () => { const el = __probe.audio(%q, "screen-audio")[0]; return el && !el.paused && (await __probe.inbound(el.srcObject.getAudioTracks()[0])).packets > 25 })()`, ids[0])
+	b.until(screenSound, "Ann's screen sound playing at Bob")
+
+	// Ann opens the room in a second tab: it takes the room over, the
+	// first tab says so and offers it back; Bob is connected to the second.
+	connected := `__probe.pcs.filter((pc) => pc.connectionState === "connected")`
+	eval[bool](b, `(window.__toFirstTab = `+connected+`[0], true)`)
+	secondTabs := eval[int](a, `(window.__second = window.open(location.href, "_blank"), window.__second ? 1 : 0)`)
+	if secondTabs != 1 {
+		t.Fatal("the browser did not open a second tab")
+	}
+	a.waitFor(`document.querySelector("#use-here") !== null`, "the first tab offering the room back")
+	a.waitText("#room", "open in another tab")
+	a.waitFor(`window.__second.document.querySelector("#room")?.dataset.conn === "open"`, "the room in the second tab")
+	b.until(`((c) => c.length === 1 && c[0] !== window.__toFirstTab)(`+connected+`)`, "Bob connected to the second tab only")
+	b.until(peersDirect(1), "Ann direct again, in her second tab")
+
+	// Back in the first tab: the call comes back with it.
+	a.click("#use-here")
+	a.until(peersDirect(1), "Bob direct from the first tab again")
+	a.waitFor(`window.__second.document.querySelector("#use-here") !== null`, "the second tab offering the room back")
+	a.click("#mic-button")
+	b.audioFlows(ids[0], "Ann")
+}

@@ -288,9 +288,13 @@ export class LocalMedia extends EventTarget {
 
 /**
  * Speaking detection, cheaply: one timer (a few reads a second, none while
- * nothing is watched). Remote participants are read from their RTP
- * receiver's audio level (no decoding work, no graph); the local microphone
- * from one AnalyserNode. Levels are never sent anywhere.
+ * nothing is watched). A remote participant's level is read from its RTP
+ * receiver, with no decoding work and no graph: the louder of the audio
+ * energy played out since the last read (its statistics) and the level of
+ * the last packet (getSynchronizationSources; alone, it misses short
+ * sounds between reads, but it serves before playback is allowed). The
+ * local microphone's from one AnalyserNode holding the samples since the
+ * last read. Levels are never sent anywhere.
  *
  * Dispatches "speaking" {id, speaking} on each change.
  */
@@ -306,7 +310,7 @@ export class SpeakingDetector extends EventTarget {
 		this.intervalMs = intervalMs;
 		this.threshold = threshold;
 		this.holdMs = holdMs;
-		/** @type {Map<string, { read: () => number, lastLoud: number, speaking: boolean, dispose: () => void }>} */
+		/** @type {Map<string, { read: () => number | Promise<number>, lastLoud: number, speaking: boolean, busy: boolean, dispose: () => void }>} */
 		this.sources = new Map();
 		/** @type {ReturnType<typeof setInterval> | undefined} */
 		this.timer = undefined;
@@ -320,16 +324,34 @@ export class SpeakingDetector extends EventTarget {
 	 * @param {RTCRtpReceiver} receiver
 	 */
 	addReceiver(id, receiver) {
-		this.add(id, () => {
+		/** @type {{ energy: number, duration: number } | null} */
+		let last = null;
+		this.add(id, async () => {
+			let energy = 0;
+			let duration = 0;
+			(await receiver.getStats()).forEach((/** @type {any} */ s) => {
+				if (s.type === 'inbound-rtp' && typeof s.totalAudioEnergy === 'number' && typeof s.totalSamplesDuration === 'number') {
+					energy = s.totalAudioEnergy;
+					duration = s.totalSamplesDuration;
+				}
+			});
+			const prev = last;
+			last = { energy, duration };
 			let level = 0;
+			if (prev && duration > prev.duration && energy >= prev.energy) {
+				// The energy is the sum of level² × seconds: its mean over the
+				// interval, square-rooted, is the interval's RMS level.
+				level = Math.sqrt((energy - prev.energy) / (duration - prev.duration));
+			}
+			// And the level of the last packet, if recent (alone when nothing
+			// is played out, before playback is allowed).
 			const now = performance.now();
-			for (const s of receiver.getSynchronizationSources()) {
-				// Only a source heard in the last second counts. Chromium
-				// stamps sources in wall-clock time, the specification relative
-				// to the time origin: accept either.
-				const age = Math.min(Math.abs(now - s.timestamp), Math.abs(performance.timeOrigin + now - s.timestamp));
-				if (typeof s.audioLevel === 'number' && age < 1000) {
-					level = Math.max(level, s.audioLevel);
+			for (const src of receiver.getSynchronizationSources()) {
+				// Chromium stamps sources in wall-clock time, the specification
+				// relative to the time origin: accept either.
+				const age = Math.min(Math.abs(now - src.timestamp), Math.abs(performance.timeOrigin + now - src.timestamp));
+				if (typeof src.audioLevel === 'number' && age < 1000) {
+					level = Math.max(level, src.audioLevel);
 				}
 			}
 			return level;
@@ -346,7 +368,9 @@ export class SpeakingDetector extends EventTarget {
 		ctx.resume().catch(() => {});
 		const source = ctx.createMediaStreamSource(new MediaStream([track]));
 		const analyser = ctx.createAnalyser();
-		analyser.fftSize = 512;
+		// Enough samples to cover the time between reads, so that a short
+		// sound between two reads is not missed.
+		analyser.fftSize = Math.min(32768, 2 ** Math.ceil(Math.log2(ctx.sampleRate * this.intervalMs / 1000)));
 		source.connect(analyser);
 		const buf = new Float32Array(analyser.fftSize);
 		this.add(id, () => {
@@ -406,12 +430,12 @@ export class SpeakingDetector extends EventTarget {
 
 	/**
 	 * @param {string} id
-	 * @param {() => number} read
+	 * @param {() => number | Promise<number>} read the current level (0–1)
 	 * @param {() => void} dispose
 	 */
 	add(id, read, dispose) {
 		this.remove(id);
-		this.sources.set(id, { read, lastLoud: -Infinity, speaking: false, dispose });
+		this.sources.set(id, { read, lastLoud: -Infinity, speaking: false, busy: false, dispose });
 		this.ctx?.resume().catch(() => {});
 		if (this.timer === undefined) {
 			this.timer = setInterval(() => this.tick(), this.intervalMs);
@@ -419,22 +443,29 @@ export class SpeakingDetector extends EventTarget {
 	}
 
 	tick() {
-		const now = performance.now();
 		for (const [id, s] of this.sources) {
-			let level = 0;
-			try {
-				level = s.read();
-			} catch {
-				// receiver gone
+			if (s.busy) {
+				continue; // the last read has not answered yet
 			}
-			if (level >= this.threshold) {
-				s.lastLoud = now;
-			}
-			const speaking = now - s.lastLoud < this.holdMs;
-			if (speaking !== s.speaking) {
-				s.speaking = speaking;
-				this.dispatchEvent(new CustomEvent('speaking', { detail: { id, speaking } }));
-			}
+			s.busy = true;
+			Promise.resolve()
+				.then(() => s.read())
+				.catch(() => 0) // receiver gone
+				.then((level) => {
+					s.busy = false;
+					if (this.sources.get(id) !== s) {
+						return; // removed meanwhile
+					}
+					const now = performance.now();
+					if (level >= this.threshold) {
+						s.lastLoud = now;
+					}
+					const speaking = now - s.lastLoud < this.holdMs;
+					if (speaking !== s.speaking) {
+						s.speaking = speaking;
+						this.dispatchEvent(new CustomEvent('speaking', { detail: { id, speaking } }));
+					}
+				});
 		}
 	}
 }
