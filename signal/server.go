@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -250,12 +251,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The session runs on a goroutine of its own and this handler
 	// returns, so that the HTTP server's goroutine, with its deep stack,
 	// and its connection's buffers go.
-	ctx := withHost(r.Context(), r.Host)
-	go func() {
-		defer s.release(ip)
-		defer s.forget(sess)
-		sess.run(ctx)
+	go s.serve(sess, withHost(r.Context(), r.Host))
+}
+
+// serve runs a session on its own goroutine. As net/http does for
+// handlers, a panic is logged and ends only its connection.
+func (s *Server) serve(sess *session, ctx context.Context) {
+	defer s.release(sess.ip)
+	defer s.forget(sess)
+	defer func() {
+		if v := recover(); v != nil {
+			s.cfg.Logger.Error("session panicked", "conn", sess.key.Key(), "ip", sess.ip,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			sess.conn.CloseNow()
+		}
 	}()
+	sess.run(ctx)
 }
 
 func (s *Server) newSession(conn *websocket.Conn, up *upgradeWriter, ip string) *session {

@@ -62,8 +62,11 @@ type session struct {
 	full    bool
 	writers sync.WaitGroup
 
-	ctx    context.Context
-	cancel context.CancelFunc
+	// ctx carries the request's values (the host, for ICE servers) and
+	// is never cancelled: the session ends by closing its connection, and
+	// a cancellable context would keep a map and a channel per session
+	// once a first store operation had derived from it.
+	ctx context.Context
 
 	// pingTimer starts a ping every PingInterval; pings counts the pings
 	// under way.
@@ -106,13 +109,19 @@ func newSession(srv *Server, conn *websocket.Conn, up *upgradeWriter, ip string,
 }
 
 // run serves the connection until it ends, then records the disconnection.
+// It is kept small, with start and finish apart, because its frame stays
+// on the stack of an idle connection.
 func (s *session) run(parent context.Context) {
-	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(parent))
-	defer s.cancel()
+	s.start(parent)
+	err := s.readLoop()
+	s.finish(err)
+}
+
+func (s *session) start(parent context.Context) {
+	s.ctx = context.WithoutCancel(parent)
 	cfg := &s.srv.cfg
 	s.conn.SetReadLimit(int64(cfg.MaxMessageBytes) * hardLimitFactor)
 	s.pingTimer = time.AfterFunc(cfg.PingInterval, s.ping)
-
 	s.reply(encode(welcomeMessage{
 		header:  header{Type: "welcome"},
 		Version: Version,
@@ -124,13 +133,14 @@ func (s *session) run(parent context.Context) {
 			MaxMembers:      room.MaxMembers,
 		},
 	}))
-	err := s.readLoop()
+}
+
+func (s *session) finish(err error) {
 	// Replies to the last messages, a refusal before a cut: a write
 	// under way or queued is finished, so that a close frame queued
 	// behind it is not lost.
 	s.flushOwn()
 	s.detach(false)
-	s.cancel()
 	s.pingTimer.Stop()
 	s.qmu.Lock()
 	s.full = true
@@ -352,7 +362,10 @@ func (s *session) ping() {
 	err := s.conn.Ping(ctx)
 	cancel()
 	if err != nil {
-		if s.ctx.Err() == nil {
+		s.mu.Lock()
+		ended := s.ended
+		s.mu.Unlock()
+		if !ended {
 			s.srv.cfg.Logger.Debug("no pong: closing", "conn", s.key.Key(), "ip", s.ip)
 		}
 		s.conn.CloseNow()

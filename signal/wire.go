@@ -237,9 +237,11 @@ func appendTextFrame(b, msg []byte) []byte {
 // saves calls into it; on TLS, a frame header and a small message are
 // read with one call. Writes: the library writes only control frames
 // (at most 127 bytes from a server), each flushed whole from this buffer.
+// A frame that would not fit would go out in two calls, which Write
+// would take for two frames: see wire_test.go.
 const (
 	readAhead   = 128
-	writeBuffer = 256
+	writeBuffer = 128
 )
 
 // upgradeWriter hands the WebSocket library a wireConn when it hijacks the
