@@ -241,16 +241,12 @@ type browser struct {
 
 var shared browser
 
-func (b *browser) start() {
-	dir, err := os.MkdirTemp("", "lepeerchat-e2e-chromium-")
-	if err != nil {
-		b.err = err
-		return
-	}
-	b.dataDir = dir
+// chromiumOptions are the options every test browser starts with (headless,
+// software rendering, fake camera, microphone and screen, 1280×800), and
+// more.
+func chromiumOptions(more ...chromedp.ExecAllocatorOption) []chromedp.ExecAllocatorOption {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath()),
-		chromedp.UserDataDir(dir),
 		chromedp.Flag("headless", "new"),
 		chromedp.Flag("no-sandbox", true),
 		chromedp.Flag("disable-gpu", true),
@@ -258,9 +254,19 @@ func (b *browser) start() {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.WindowSize(1280, 800),
 	)
+	return append(opts, more...)
+}
+
+func (b *browser) start() {
+	dir, err := os.MkdirTemp("", "lepeerchat-e2e-chromium-")
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.dataDir = dir
+	opts := chromiumOptions(chromedp.UserDataDir(dir), chromedp.Flag("allow-loopback-in-peer-connection", true))
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
 	b.ctx = ctx

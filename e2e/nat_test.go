@@ -164,17 +164,8 @@ func talk(t *testing.T, a, b *participant, ids []string) {
 // lab goes.
 func labBrowser(t *testing.T, lab *natlab.Lab, ns, origin string) context.Context {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath()),
-		chromedp.Flag("headless", "new"),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
+	opts := chromiumOptions(
 		chromedp.Flag("unsafely-treat-insecure-origin-as-secure", origin),
-		chromedp.WindowSize(1280, 800),
 		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
 			in := lab.Command(ns, cmd.Args...)
 			cmd.Path, cmd.Args, cmd.Err = in.Path, in.Args, in.Err
