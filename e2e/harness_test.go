@@ -18,10 +18,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -241,6 +244,39 @@ type browser struct {
 
 var shared browser
 
+// fakeVoice is what the participants' fake microphones say, looped: a WAV
+// file (48 kHz, mono, 16-bit) of a second and a half of speech-like bursts,
+// a 220 + 330 Hz tone for 350 ms then 400 ms of silence, twice. Chromium's
+// own fake microphone only beeps briefly, which the speaking detection
+// (two reads a second of the last packet's level) sees only now and then,
+// as it would a cough; speech lasts.
+func fakeVoice() []byte {
+	const rate = 48000
+	n := rate * 3 / 2
+	pcm := make([]byte, 2*n)
+	for i := range n {
+		t := float64(i) / rate
+		v := 0.0
+		if math.Mod(t, 0.75) < 0.35 {
+			v = 0.2*math.Sin(2*math.Pi*220*t) + 0.2*math.Sin(2*math.Pi*330*t)
+		}
+		binary.LittleEndian.PutUint16(pcm[2*i:], uint16(int16(v*math.MaxInt16)))
+	}
+	var b bytes.Buffer
+	b.WriteString("RIFF")
+	binary.Write(&b, binary.LittleEndian, uint32(36+len(pcm)))
+	b.WriteString("WAVEfmt ")
+	// fmt chunk: its size, PCM, mono, the rate, bytes a second, bytes a
+	// frame, bits a sample.
+	for _, v := range []any{uint32(16), uint16(1), uint16(1), uint32(rate), uint32(2 * rate), uint16(2), uint16(16)} {
+		binary.Write(&b, binary.LittleEndian, v)
+	}
+	b.WriteString("data")
+	binary.Write(&b, binary.LittleEndian, uint32(len(pcm)))
+	b.Write(pcm)
+	return b.Bytes()
+}
+
 // chromiumOptions are the options every test browser starts with (headless,
 // software rendering, fake camera, microphone and screen, 1280×800), and
 // more.
@@ -266,7 +302,13 @@ func (b *browser) start() {
 		return
 	}
 	b.dataDir = dir
-	opts := chromiumOptions(chromedp.UserDataDir(dir), chromedp.Flag("allow-loopback-in-peer-connection", true))
+	voice := filepath.Join(dir, "voice.wav")
+	if err := os.WriteFile(voice, fakeVoice(), 0o644); err != nil {
+		b.err = err
+		return
+	}
+	opts := chromiumOptions(chromedp.UserDataDir(dir), chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("use-file-for-fake-audio-capture", voice))
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
 	b.ctx = ctx

@@ -287,25 +287,27 @@ export class LocalMedia extends EventTarget {
 }
 
 /**
- * Speaking detection, cheaply: one timer (a few reads a second, none while
- * nothing is watched). A remote participant's level is read from its RTP
- * receiver, with no decoding work and no graph: the louder of the audio
- * energy played out since the last read (its statistics) and the level of
- * the last packet (getSynchronizationSources; alone, it misses short
- * sounds between reads, but it serves before playback is allowed). The
- * local microphone's from one AnalyserNode holding the samples since the
- * last read. Levels are never sent anywhere.
+ * Speaking detection, cheaply: one timer (two reads a second, none while
+ * nothing is watched or the page is hidden). A remote participant's level
+ * is the level of its last audio packet, as its RTP receiver knows it
+ * (getSynchronizationSources: no decoding work, no graph; the audio energy
+ * of getStats would also catch sounds shorter than a read's interval, but
+ * a getStats call per receiver costs Chromium a whole collection of the
+ * connection's statistics, which measured several points of a core per
+ * participant). The local microphone's from one AnalyserNode holding the
+ * samples since the last read, its AudioContext suspended while the page
+ * is hidden. Levels are never sent anywhere.
  *
  * Dispatches "speaking" {id, speaking} on each change.
  */
 export class SpeakingDetector extends EventTarget {
 	/**
 	 * @param {object} [options]
-	 * @param {number} [options.intervalMs] time between reads (default 250)
+	 * @param {number} [options.intervalMs] time between reads (default 500)
 	 * @param {number} [options.threshold] linear audio level (0–1) counted as speech (default 0.01, −40 dBov)
-	 * @param {number} [options.holdMs] how long speaking stays on after the level fell (default 750)
+	 * @param {number} [options.holdMs] how long speaking stays on after the level fell (default 1000)
 	 */
-	constructor({ intervalMs = 250, threshold = 0.01, holdMs = 750 } = {}) {
+	constructor({ intervalMs = 500, threshold = 0.01, holdMs = 1000 } = {}) {
 		super();
 		this.intervalMs = intervalMs;
 		this.threshold = threshold;
@@ -316,6 +318,14 @@ export class SpeakingDetector extends EventTarget {
 		this.timer = undefined;
 		/** @type {AudioContext | undefined} */
 		this.ctx = undefined;
+		this.onVisibility = () => {
+			if (document.hidden) {
+				this.ctx?.suspend().catch(() => {});
+			} else if (this.sources.size > 0) {
+				this.ctx?.resume().catch(() => {});
+			}
+		};
+		document.addEventListener('visibilitychange', this.onVisibility);
 	}
 
 	/**
@@ -324,30 +334,12 @@ export class SpeakingDetector extends EventTarget {
 	 * @param {RTCRtpReceiver} receiver
 	 */
 	addReceiver(id, receiver) {
-		/** @type {{ energy: number, duration: number } | null} */
-		let last = null;
-		this.add(id, async () => {
-			let energy = 0;
-			let duration = 0;
-			(await receiver.getStats()).forEach((/** @type {any} */ s) => {
-				if (s.type === 'inbound-rtp' && typeof s.totalAudioEnergy === 'number' && typeof s.totalSamplesDuration === 'number') {
-					energy = s.totalAudioEnergy;
-					duration = s.totalSamplesDuration;
-				}
-			});
-			const prev = last;
-			last = { energy, duration };
+		this.add(id, () => {
 			let level = 0;
-			if (prev && duration > prev.duration && energy >= prev.energy) {
-				// The energy is the sum of level² × seconds: its mean over the
-				// interval, square-rooted, is the interval's RMS level.
-				level = Math.sqrt((energy - prev.energy) / (duration - prev.duration));
-			}
-			// And the level of the last packet, if recent (alone when nothing
-			// is played out, before playback is allowed).
 			const now = performance.now();
 			for (const src of receiver.getSynchronizationSources()) {
-				// Chromium stamps sources in wall-clock time, the specification
+				// Only a source heard in the last second counts. Chromium
+				// stamps sources in wall-clock time, the specification
 				// relative to the time origin: accept either.
 				const age = Math.min(Math.abs(now - src.timestamp), Math.abs(performance.timeOrigin + now - src.timestamp));
 				if (typeof src.audioLevel === 'number' && age < 1000) {
@@ -365,24 +357,30 @@ export class SpeakingDetector extends EventTarget {
 	 */
 	addTrack(id, track) {
 		const ctx = this.ctx ?? (this.ctx = new AudioContext({ latencyHint: 'playback' }));
-		ctx.resume().catch(() => {});
 		const source = ctx.createMediaStreamSource(new MediaStream([track]));
 		const analyser = ctx.createAnalyser();
 		// Enough samples to cover the time between reads, so that a short
-		// sound between two reads is not missed.
+		// sound between two reads is not missed: the level is that of the
+		// loudest 10 ms among them.
 		analyser.fftSize = Math.min(32768, 2 ** Math.ceil(Math.log2(ctx.sampleRate * this.intervalMs / 1000)));
 		source.connect(analyser);
 		const buf = new Float32Array(analyser.fftSize);
+		const block = Math.max(1, Math.round(ctx.sampleRate / 100));
 		this.add(id, () => {
 			if (!track.enabled || track.readyState !== 'live') {
 				return 0;
 			}
 			analyser.getFloatTimeDomainData(buf);
-			let sum = 0;
-			for (let i = 0; i < buf.length; i++) {
-				sum += buf[i] * buf[i];
+			let loudest = 0;
+			for (let start = 0; start < buf.length; start += block) {
+				const end = Math.min(buf.length, start + block);
+				let sum = 0;
+				for (let i = start; i < end; i++) {
+					sum += buf[i] * buf[i];
+				}
+				loudest = Math.max(loudest, sum / (end - start));
 			}
-			return Math.sqrt(sum / buf.length);
+			return Math.sqrt(loudest);
 		}, () => {
 			source.disconnect();
 			analyser.disconnect();
@@ -424,6 +422,7 @@ export class SpeakingDetector extends EventTarget {
 		for (const id of [...this.sources.keys()]) {
 			this.remove(id);
 		}
+		document.removeEventListener('visibilitychange', this.onVisibility);
 		this.ctx?.close().catch(() => {});
 		this.ctx = undefined;
 	}
@@ -436,13 +435,18 @@ export class SpeakingDetector extends EventTarget {
 	add(id, read, dispose) {
 		this.remove(id);
 		this.sources.set(id, { read, lastLoud: -Infinity, speaking: false, busy: false, dispose });
-		this.ctx?.resume().catch(() => {});
+		if (!document.hidden) {
+			this.ctx?.resume().catch(() => {});
+		}
 		if (this.timer === undefined) {
 			this.timer = setInterval(() => this.tick(), this.intervalMs);
 		}
 	}
 
 	tick() {
+		if (document.hidden) {
+			return; // nobody sees the indicators
+		}
 		for (const [id, s] of this.sources) {
 			if (s.busy) {
 				continue; // the last read has not answered yet
