@@ -251,7 +251,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The session runs on a goroutine of its own and this handler
 	// returns, so that the HTTP server's goroutine, with its deep stack,
 	// and its connection's buffers go.
-	go s.serve(sess, withHost(r.Context(), r.Host))
+	// Only the host is kept of the request: its context would keep the
+	// HTTP connection's contexts alive with the session.
+	go s.serve(sess, withHost(context.Background(), r.Host))
 }
 
 // serve runs a session on its own goroutine. As net/http does for

@@ -62,8 +62,8 @@ type session struct {
 	full    bool
 	writers sync.WaitGroup
 
-	// ctx carries the request's values (the host, for ICE servers) and
-	// is never cancelled: the session ends by closing its connection, and
+	// ctx carries the request's host (for ICE servers) and is never
+	// cancelled: the session ends by closing its connection, and
 	// a cancellable context would keep a map and a channel per session
 	// once a first store operation had derived from it.
 	ctx context.Context
