@@ -166,13 +166,17 @@ func (s *session) readLoop() error {
 	for {
 		// Replies go out when no other frame is already read ahead (a
 		// client that sends several at once gets their replies in one
-		// write); then the loop waits for the next frame high on its
-		// stack, so that the stack of an idle connection can shrink.
+		// write), or once ownBatch of them wait (a client that keeps
+		// the input busy is not left without them); then the loop waits
+		// for the next frame high on its stack, so that the stack of an
+		// idle connection can shrink.
 		if !s.readAhead() {
 			s.flushOwn()
 			if err := s.wire.fill(); err != nil {
 				return err
 			}
+		} else if s.queued() >= ownBatch {
+			s.flushOwn()
 		}
 		typ, r, err := s.conn.Reader(context.Background())
 		if err != nil {
@@ -220,6 +224,20 @@ func putReadBuf(p *[]byte, buf []byte) {
 		*p = buf[:0]
 		readPool.Put(p)
 	}
+}
+
+// ownBatch is how many replies the read loop lets wait while more frames
+// are read ahead; well under outQueue.
+const ownBatch = 32
+
+// queued is how many messages wait to be written.
+func (s *session) queued() int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.queue == nil {
+		return 0
+	}
+	return s.queue.len()
 }
 
 // readAhead tells whether the library has read the start of another frame
