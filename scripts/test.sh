@@ -2,9 +2,10 @@
 # Runs the whole lepeerchat test suite: formatting and vet, the type check
 # of the browser client, every test under the race detector (the browser
 # tests in e2e/ need Chromium at /usr/bin/chromium: without it they skip,
-# unless CI is set), and short fuzz runs of the protocol decoder and the
-# name rules. Needs Go and Node; fetches Go modules through the Go module
-# proxy and TypeScript (pinned in web/package-lock.json) through npm.
+# unless CI is set), and short fuzz runs of the protocol decoder, the
+# relay's scanner of signals and the name rules. Needs Go and Node; fetches
+# Go modules through the Go module proxy and TypeScript (pinned in
+# web/package-lock.json) through npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,9 @@ echo "== fuzz (short runs)"
 # Bounded by a count of executions, not by a duration: with a duration, Go
 # can fail the run with a bare "context deadline exceeded" when a worker is
 # starved at the deadline on a loaded machine (golang/go#75804).
-go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${FUZZTIME:-200000x}" ./signal/
+for target in FuzzDecode FuzzScanSignal FuzzJSONScanner; do
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-200000x}" ./signal/
+done
 go test -run '^$' -fuzz '^FuzzNormalizeName$' -fuzztime "${FUZZTIME:-200000x}" ./room/
 
 echo "== all tests passed"

@@ -55,5 +55,8 @@ type Bus interface {
 	Subscribe(roomID, memberID string, deliver func(msg []byte)) (cancel func())
 	// Send delivers msg to every current subscription of the member and
 	// reports whether there was any; a member with none is not an error.
+	// msg is the caller's again once Send returns (the relay reuses its
+	// buffers): neither Send nor deliver may keep it, deliver copies what
+	// it keeps.
 	Send(ctx context.Context, roomID, memberID string, msg []byte) (delivered bool, err error)
 }

@@ -90,7 +90,10 @@ func (s *Server) redirectToHTTPS(w http.ResponseWriter, r *http.Request) {
 // trackSession runs the WebSocket handler with a request context that is
 // also cancelled when the server starts shutting down, and counts running
 // handlers so that Run can wait for them: http.Server.Shutdown neither
-// signals nor waits for hijacked connections.
+// signals nor waits for hijacked connections. It covers the upgrade only:
+// the session outlives its handler (signal.Server serves each on a
+// goroutine of its own) and is ended by signal.Server.Shutdown, which
+// cmd/lepeerchat calls once Run has returned.
 func (s *Server) trackSession(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.sessions.Add(1)
