@@ -31,10 +31,11 @@
  * kind (MEDIA_KINDS order), negotiated once in both directions with the
  * first offer and answer. Turning a kind on or off only puts a track on its
  * slot or takes it off (replaceTrack): no renegotiation, so media can never
- * be caught in an offer collision. (When both ends changed directions at
- * once, Chromium 156 could leave the received video track muted for good
- * while its frames decoded.) A peer that offered fewer slots (another
- * implementation) gets transceivers added, which renegotiates.
+ * be caught in an offer collision. (After a collision, when both ends
+ * turned a camera on at once, Chromium 156 could go on decoding a received
+ * video's frames without ever delivering them to its track.) A peer that
+ * offered fewer slots (another implementation) gets transceivers added,
+ * which renegotiates.
  *
  * `media` labels the tracks the sender sends, by transceiver mid, which is
  * the one identifier both ends share; `mseq` numbers the labels, so that
