@@ -50,11 +50,18 @@ func (b *Bus) Subscribe(roomID, memberID string, deliver func([]byte)) (cancel f
 // reports whether any node was subscribed to it when Redis published it. A
 // subscription cancelled just before may still count, for as long as its
 // UNSUBSCRIBE takes to reach Redis, though nothing is delivered to it.
+//
+// Publishes that come together are sent to Redis in one pipeline (see
+// publisher).
 func (b *Bus) Send(ctx context.Context, roomID, memberID string, msg []byte) (bool, error) {
-	if b.s.closed.Load() {
+	p := b.s.publisher()
+	if p == nil {
 		return false, unavailable("publish", errClosed)
 	}
-	n, err := b.s.rdb.Publish(ctx, b.s.k.member(roomID, memberID), msg).Result()
+	if err := ctx.Err(); err != nil {
+		return false, unavailable("publish", err)
+	}
+	n, err := p.publish(b.s.k.member(roomID, memberID), msg)
 	if err != nil {
 		return false, unavailable("publish", err)
 	}

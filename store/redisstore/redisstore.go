@@ -92,8 +92,9 @@ type Store struct {
 	closed atomic.Bool
 
 	hubOnce sync.Once
-	hubMu   sync.Mutex // guards h against Close
+	hubMu   sync.Mutex // guards h and pub against Close
 	h       *hub
+	pub     *publisher
 }
 
 var (
@@ -387,8 +388,11 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.hubMu.Lock()
-	h := s.h
+	h, pub := s.h, s.pub
 	s.hubMu.Unlock()
+	if pub != nil {
+		pub.close()
+	}
 	if h != nil {
 		h.close()
 	}
@@ -410,6 +414,20 @@ func (s *Store) hub() *hub {
 		s.h = newHub(s.rdb, s.logger)
 	}
 	return s.h
+}
+
+// publisher returns the store's publisher, started on first use, or nil
+// after Close.
+func (s *Store) publisher() *publisher {
+	s.hubMu.Lock()
+	defer s.hubMu.Unlock()
+	if s.closed.Load() {
+		return nil
+	}
+	if s.pub == nil {
+		s.pub = &publisher{rdb: s.rdb}
+	}
+	return s.pub
 }
 
 // decode reads a room from its stored JSON encoding.

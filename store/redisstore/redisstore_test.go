@@ -417,3 +417,105 @@ func TestAfterClose(t *testing.T) {
 		t.Errorf("Join after Close: %v", err)
 	}
 }
+
+// TestBusConcurrentSendsEachGetTheirAnswer sends from many goroutines at
+// once, so that publishes go to Redis together in pipelines: each Send
+// still reports its own delivery (half the members listen, half do not),
+// every message arrives once, and one sender's messages arrive in order.
+func TestBusConcurrentSendsEachGetTheirAnswer(t *testing.T) {
+	srv := sharedRedis(t)
+	p := newPrefix()
+	a, b := open(t, srv.URL(), p), open(t, srv.URL(), p)
+	defer a.Close()
+	defer b.Close()
+	const senders, each = 32, 50
+	var mu sync.Mutex
+	got := map[string][]int{}
+	for i := range senders / 2 {
+		member := fmt.Sprintf("m%d", i)
+		b.Bus().Subscribe("r", member, func(msg []byte) {
+			var n int
+			fmt.Sscan(string(msg), &n)
+			mu.Lock()
+			got[member] = append(got[member], n)
+			mu.Unlock()
+		})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, senders*each)
+	for i := range senders {
+		wg.Go(func() {
+			member := fmt.Sprintf("m%d", i)
+			for n := range each {
+				ok, err := a.Bus().Send(t.Context(), "r", member, []byte(fmt.Sprint(n)))
+				if err != nil || ok != (i < senders/2) {
+					errs <- fmt.Errorf("Send %d to %s = %v, %v; want delivered %v", n, member, ok, err, i < senders/2)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		complete := len(got) == senders/2
+		for _, ns := range got {
+			complete = complete && len(ns) == each
+		}
+		mu.Unlock()
+		if complete || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	want := make([]int, each)
+	for n := range want {
+		want[n] = n
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range senders / 2 {
+		member := fmt.Sprintf("m%d", i)
+		if !slices.Equal(got[member], want) {
+			t.Errorf("%s got %v, want 0…%d in order", member, got[member], each-1)
+		}
+	}
+}
+
+// TestBusSendsUnderWayAtCloseReturn closes a store while many Sends
+// are under way: each returns, delivered or refused as unavailable, none
+// hangs.
+func TestBusSendsUnderWayAtCloseReturn(t *testing.T) {
+	srv := sharedRedis(t)
+	s := open(t, srv.URL(), newPrefix())
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 64 {
+		wg.Go(func() {
+			<-start
+			for range 20 {
+				if _, err := s.Bus().Send(t.Context(), "r", fmt.Sprint("m", i), []byte("x")); err != nil {
+					if !errors.Is(err, store.ErrUnavailable) {
+						t.Errorf("Send after Close: %v, want ErrUnavailable", err)
+					}
+					return
+				}
+			}
+		})
+	}
+	close(start)
+	time.Sleep(time.Millisecond)
+	s.Close()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Sends still waiting 10 s after Close")
+	}
+}
