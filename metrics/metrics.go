@@ -1,5 +1,6 @@
 // Package metrics defines the Prometheus metrics that lepeerchat exports on
-// /metrics: rooms, connected members, messages by type and errors by code.
+// /metrics: rooms, connected members, messages by type, errors by code and
+// the built-in relay's allocations.
 package metrics
 
 import (
@@ -44,4 +45,15 @@ func New() *Metrics {
 		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// WatchRelay exports the number of relay allocations the built-in STUN/TURN
+// server holds, read from allocations at each scrape: how many browsers
+// talk through this node's relay right now (one allocation a relayed peer
+// connection and transport).
+func (m *Metrics) WatchRelay(allocations func() int) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lepeerchat_turn_allocations",
+		Help: "Relay allocations the built-in STUN/TURN server holds now.",
+	}, func() float64 { return float64(allocations()) }))
 }

@@ -85,6 +85,9 @@ func TestSelfSignedDefault(t *testing.T) {
 	if got := p.metric("lepeerchat_rooms"); got != "lepeerchat_rooms 0" {
 		t.Errorf("metrics: %q, want lepeerchat_rooms 0", got)
 	}
+	if got := p.metric("lepeerchat_turn_allocations"); got != "lepeerchat_turn_allocations 0" {
+		t.Errorf("metrics: %q, want lepeerchat_turn_allocations 0", got)
+	}
 	c := p.dial()
 	c.createRoom("Metrics", "Mia")
 	p.waitMetric("lepeerchat_rooms 1", replyTimeout)

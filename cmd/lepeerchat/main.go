@@ -184,6 +184,9 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 		return err
 	}
 	defer stopICE()
+	if ice.Builtin != nil {
+		m.WatchRelay(ice.Builtin.AllocationCount)
+	}
 	cfg.signal.ICE = ice
 	signals, err := sig.New(cfg.signal)
 	if err != nil {
