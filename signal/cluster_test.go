@@ -543,3 +543,43 @@ func TestRefusedRejoinSeesNothing(t *testing.T) {
 	}
 	a2.event("signal")
 }
+
+// TestClusterRoomsGaugeCountsEveryNodesRooms: rooms made on one node of a
+// cluster show in the other node's rooms gauge within its recount, and
+// stopping the recount ends its goroutine.
+func TestClusterRoomsGaugeCountsEveryNodesRooms(t *testing.T) {
+	t.Parallel()
+	cl := newCluster(t, false)
+	na, nb := cl.startNode("node-a"), cl.startNode("node-b")
+	createRoom(dial(t, na.testServer), "One", "ann")
+	createRoom(dial(t, na.testServer), "Two", "ann")
+
+	rooms := func(n *testNode) float64 {
+		families, err := n.srv.cfg.Metrics.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() == "lepeerchat_rooms" {
+				return f.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no lepeerchat_rooms")
+		return 0
+	}
+	if got := rooms(nb); got != 0 {
+		t.Fatalf("node B counts %v rooms before any recount, want 0 (node A made them)", got)
+	}
+	stop := nb.srv.recountRooms(10 * time.Millisecond)
+	deadline := time.Now().Add(waitTimeout)
+	for rooms(nb) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("node B counts %v rooms, want 2", rooms(nb))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	if got := rooms(na); got != 2 {
+		t.Errorf("node A counts %v rooms, want 2", got)
+	}
+}

@@ -191,7 +191,11 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("join the cluster: %w", err)
 		}
-		s.leave = leave
+		stopRecount := s.recountRooms(roomRecountInterval)
+		s.leave = func() {
+			stopRecount()
+			leave()
+		}
 	}
 	return nil
 }
@@ -220,6 +224,43 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("signal shutdown: %w", ctx.Err())
+	}
+}
+
+// roomRecountInterval is how often a node of a cluster counts the rooms.
+const roomRecountInterval = 30 * time.Second
+
+// recountRooms sets the rooms gauge from the store every interval, until
+// the returned stop is called (and returns once it has stopped). In a
+// cluster the gauge cannot follow the rooms by itself: other nodes create
+// them, and a room discarded by its timer is deleted by whichever node's
+// timer comes first.
+func (s *Server) recountRooms(interval time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			ids, err := s.cfg.Store.IDs(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.cfg.Logger.Debug("count the rooms", "err", err)
+				}
+				continue
+			}
+			s.cfg.Metrics.Rooms.Set(float64(len(ids)))
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 
