@@ -312,7 +312,7 @@ export class SpeakingDetector extends EventTarget {
 		this.intervalMs = intervalMs;
 		this.threshold = threshold;
 		this.holdMs = holdMs;
-		/** @type {Map<string, { read: () => number | Promise<number>, lastLoud: number, speaking: boolean, busy: boolean, dispose: () => void }>} */
+		/** @type {Map<string, { read: () => number, lastLoud: number, speaking: boolean, dispose: () => void }>} */
 		this.sources = new Map();
 		/** @type {ReturnType<typeof setInterval> | undefined} */
 		this.timer = undefined;
@@ -337,13 +337,13 @@ export class SpeakingDetector extends EventTarget {
 		this.add(id, () => {
 			let level = 0;
 			const now = performance.now();
-			for (const src of receiver.getSynchronizationSources()) {
+			for (const s of receiver.getSynchronizationSources()) {
 				// Only a source heard in the last second counts. Chromium
-				// stamps sources in wall-clock time, the specification
-				// relative to the time origin: accept either.
-				const age = Math.min(Math.abs(now - src.timestamp), Math.abs(performance.timeOrigin + now - src.timestamp));
-				if (typeof src.audioLevel === 'number' && age < 1000) {
-					level = Math.max(level, src.audioLevel);
+				// stamps sources in wall-clock time, the specification relative
+				// to the time origin: accept either.
+				const age = Math.min(Math.abs(now - s.timestamp), Math.abs(performance.timeOrigin + now - s.timestamp));
+				if (typeof s.audioLevel === 'number' && age < 1000) {
+					level = Math.max(level, s.audioLevel);
 				}
 			}
 			return level;
@@ -429,12 +429,12 @@ export class SpeakingDetector extends EventTarget {
 
 	/**
 	 * @param {string} id
-	 * @param {() => number | Promise<number>} read the current level (0–1)
+	 * @param {() => number} read the current level (0–1)
 	 * @param {() => void} dispose
 	 */
 	add(id, read, dispose) {
 		this.remove(id);
-		this.sources.set(id, { read, lastLoud: -Infinity, speaking: false, busy: false, dispose });
+		this.sources.set(id, { read, lastLoud: -Infinity, speaking: false, dispose });
 		if (!document.hidden) {
 			this.ctx?.resume().catch(() => {});
 		}
@@ -447,29 +447,22 @@ export class SpeakingDetector extends EventTarget {
 		if (document.hidden) {
 			return; // nobody sees the indicators
 		}
+		const now = performance.now();
 		for (const [id, s] of this.sources) {
-			if (s.busy) {
-				continue; // the last read has not answered yet
+			let level = 0;
+			try {
+				level = s.read();
+			} catch {
+				// receiver gone
 			}
-			s.busy = true;
-			Promise.resolve()
-				.then(() => s.read())
-				.catch(() => 0) // receiver gone
-				.then((level) => {
-					s.busy = false;
-					if (this.sources.get(id) !== s) {
-						return; // removed meanwhile
-					}
-					const now = performance.now();
-					if (level >= this.threshold) {
-						s.lastLoud = now;
-					}
-					const speaking = now - s.lastLoud < this.holdMs;
-					if (speaking !== s.speaking) {
-						s.speaking = speaking;
-						this.dispatchEvent(new CustomEvent('speaking', { detail: { id, speaking } }));
-					}
-				});
+			if (level >= this.threshold) {
+				s.lastLoud = now;
+			}
+			const speaking = now - s.lastLoud < this.holdMs;
+			if (speaking !== s.speaking) {
+				s.speaking = speaking;
+				this.dispatchEvent(new CustomEvent('speaking', { detail: { id, speaking } }));
+			}
 		}
 	}
 }
