@@ -54,14 +54,10 @@ func (b *Bus) Subscribe(roomID, memberID string, deliver func([]byte)) (cancel f
 // Publishes that come together are sent to Redis in one pipeline (see
 // publisher).
 func (b *Bus) Send(ctx context.Context, roomID, memberID string, msg []byte) (bool, error) {
-	p := b.s.publisher()
-	if p == nil {
-		return false, unavailable("publish", errClosed)
-	}
 	if err := ctx.Err(); err != nil {
 		return false, unavailable("publish", err)
 	}
-	n, err := p.publish(b.s.k.member(roomID, memberID), msg)
+	n, err := b.s.pub.publish(b.s.k.member(roomID, memberID), msg)
 	if err != nil {
 		return false, unavailable("publish", err)
 	}

@@ -16,7 +16,8 @@ import (
 // queue up, and the next batch takes all of them. Whoever sent a batch and
 // finds more queued hands the sending over to a new goroutine and returns
 // with its answer, so no caller waits for more than the batch after its
-// own. The busier the node, the larger the batches.
+// own. The busier the node, the larger the batches. It lives as long as
+// its Store.
 type publisher struct {
 	rdb *redis.Client
 

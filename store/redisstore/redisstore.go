@@ -91,10 +91,9 @@ type Store struct {
 	logger *slog.Logger
 	closed atomic.Bool
 
-	hubOnce sync.Once
-	hubMu   sync.Mutex // guards h and pub against Close
-	h       *hub
-	pub     *publisher
+	hubMu sync.Mutex // guards h against Close
+	h     *hub
+	pub   *publisher
 }
 
 var (
@@ -146,6 +145,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		clientLogOnce.Do(func() { redis.SetLogger(clientLog{opts.Logger}) })
 	}
 	s := &Store{rdb: redis.NewClient(o), k: keys{opts.Prefix}, ttl: opts.NodeTTL, logger: opts.Logger}
+	s.pub = &publisher{rdb: s.rdb}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		s.rdb.Close()
 		return nil, unavailable("connect to "+o.Addr, err)
@@ -387,12 +387,10 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.pub.close()
 	s.hubMu.Lock()
-	h, pub := s.h, s.pub
+	h := s.h
 	s.hubMu.Unlock()
-	if pub != nil {
-		pub.close()
-	}
 	if h != nil {
 		h.close()
 	}
@@ -414,20 +412,6 @@ func (s *Store) hub() *hub {
 		s.h = newHub(s.rdb, s.logger)
 	}
 	return s.h
-}
-
-// publisher returns the store's publisher, started on first use, or nil
-// after Close.
-func (s *Store) publisher() *publisher {
-	s.hubMu.Lock()
-	defer s.hubMu.Unlock()
-	if s.closed.Load() {
-		return nil
-	}
-	if s.pub == nil {
-		s.pub = &publisher{rdb: s.rdb}
-	}
-	return s.pub
 }
 
 // decode reads a room from its stored JSON encoding.
