@@ -94,9 +94,12 @@ func (s *session) ok(id *uint64, typ string) {
 // built without encoding/json: the reply to every signal.
 func (s *session) replyOK(id uint64, hasID bool) {
 	var buf [40]byte
-	b := append(buf[:0], `{"type":"ok"}`...)
+	b := buf[:0]
 	if hasID {
-		b = append(strconv.AppendUint(append(buf[:0], `{"re":`...), id, 10), `,"type":"ok"}`...)
+		b = strconv.AppendUint(append(b, `{"re":`...), id, 10)
+		b = append(b, `,"type":"ok"}`...)
+	} else {
+		b = append(b, `{"type":"ok"}`...)
 	}
 	s.reply(b)
 }
