@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -59,12 +58,7 @@ var wirePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b
 
 func newWireConn(c net.Conn, timeout time.Duration) *wireConn {
 	w := &wireConn{Conn: c, timeout: timeout}
-	if tc, ok := c.(*net.TCPConn); ok {
-		if raw, err := tc.SyscallConn(); err == nil {
-			w.raw = raw
-			w.readOnce = w.readSocket
-		}
-	}
+	w.useRawReads(c)
 	return w
 }
 
@@ -88,41 +82,6 @@ func (c *wireConn) fill() error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	return c.readErr
-}
-
-// readSocket is called by raw.Read until it returns true: it tries one
-// non-blocking read into a pooled chunk and reports false, with no chunk
-// held, when there is nothing to read yet.
-func (c *wireConn) readSocket(fd uintptr) bool {
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	if len(c.unread) > 0 || c.readErr != nil {
-		return true
-	}
-	if c.chunk == nil {
-		c.chunk = chunkPool.Get().(*[]byte)
-	}
-	for {
-		n, err := syscall.Read(int(fd), *c.chunk)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			chunkPool.Put(c.chunk)
-			c.chunk = nil
-			return false
-		case err != nil:
-			c.readErr = &net.OpError{Op: "read", Net: "tcp", Err: err}
-		case n == 0:
-			c.readErr = io.EOF
-		default:
-			c.unread = (*c.chunk)[:n]
-			return true
-		}
-		chunkPool.Put(c.chunk)
-		c.chunk = nil
-		return true
-	}
 }
 
 // Read implements net.Conn for the WebSocket library's reader.
