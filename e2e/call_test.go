@@ -557,6 +557,9 @@ func TestCallScreenshots(t *testing.T) {
 	b.videoPlaysFrom(a, ids[0], "Ann", "screen")
 	c.videoPlaysFrom(a, ids[0], "Ann", "screen")
 	b.click("#camera-button")
+	// The preview's row pushes the buttons down when it appears: a click
+	// aimed before that would miss, for a person as for chromedp.
+	b.waitFor(`document.querySelector('#streams .tile[data-self="true"]') !== null`, "Bob's preview")
 	b.click("#mic-button")
 	for _, p := range []*participant{a, c} {
 		p.videoPlaysFrom(b, ids[1], "Bartholomew", "camera")
