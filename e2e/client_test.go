@@ -276,6 +276,7 @@ func TestServerConnectionWithoutUI(t *testing.T) {
 		NotInRoom string   `json:"notInRoom"`
 		Joined    string   `json:"joined"`
 		Pongs     bool     `json:"pongs"`
+		Quiet     []string `json:"quiet"`
 	}
 	r := eval[result](a, `(async () => {
 		const { ServerConnection } = await import('/js/protocol.js');
@@ -292,9 +293,18 @@ func TestServerConnectionWithoutUI(t *testing.T) {
 		guest.setRejoin({ room: joined.room.id, member: g.self.id, secret: g.self.secret });
 		const name = await seen;
 		const pong = await owner.request('ping');
-		return { version: owner.welcome.version, room: joined.room.name, refusal, notInRoom, joined: name, pongs: pong.type === 'pong' };
+		// Quiet signals: relayed with no answer; a refusal comes as an
+		// "error" event naming the signal, and answers no request in flight.
+		const relayed = new Promise((resolve) => guest.on('signal', (m) => resolve('relayed ' + m.data.n)));
+		const sent = await owner.signal(g.self.id, { n: 1 });
+		const refused = new Promise((resolve) => owner.on('error', (e) => resolve('refused ' + e.code + ' re ' + typeof e.re)));
+		const nobody = owner.signal('AAAAAAAAAAAAAAAAAAAAAA', {});
+		const invites = await owner.request('invites').then((r) => 'then ' + r.type, (e) => 'then refused ' + e.code);
+		const quiet = ['sent ' + sent, await relayed, 'sent ' + (await nobody), await refused, invites];
+		return { version: owner.welcome.version, room: joined.room.name, refusal, notInRoom, joined: name, pongs: pong.type === 'pong', quiet };
 	})()`)
-	want := result{Version: 1, Room: "Proto", Refusal: []string{"ProtocolError", "cannot_kick_self", "the owner cannot kick themselves; leave instead"}, NotInRoom: "not_in_room", Joined: "Bob", Pongs: true}
+	want := result{Version: 2, Room: "Proto", Refusal: []string{"ProtocolError", "cannot_kick_self", "the owner cannot kick themselves; leave instead"}, NotInRoom: "not_in_room", Joined: "Bob", Pongs: true,
+		Quiet: []string{"sent undefined", "relayed 1", "sent undefined", "refused peer_unavailable re number", "then invites"}}
 	if fmt.Sprint(r) != fmt.Sprint(want) {
 		t.Fatalf("got %+v\nwant %+v", r, want)
 	}

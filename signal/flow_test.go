@@ -1,6 +1,7 @@
 package signal
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,6 +85,75 @@ func TestSignalReachesOnlyMembersOfTheSameRoom(t *testing.T) {
 
 	lone := dial(t, ts)
 	lone.refused("not_in_room", "signal", map[string]any{"to": owner.id, "data": map[string]any{}})
+}
+
+// TestQuietSignalIsAnsweredOnlyWhenItFails: a signal with "quiet": true is
+// relayed like any other, gets no "ok", and is still answered when it is
+// refused, with its id when it has one; false or null mean a reply as usual.
+// Both readers of signals are covered: the one-pass scanner and, for a key
+// written with an escape, decode.
+func TestQuietSignalIsAnsweredOnlyWhenItFails(t *testing.T) {
+	ts := startServer(t, "")
+	a, b := dial(t, ts), dial(t, ts)
+	owner := createRoom(a, "r", "Ann")
+	guest := joinRoom(b, owner.room, invite(a, nil), "Bob")
+	a.event("member.joined")
+	lone := dial(t, ts)
+
+	// GUEST stands for Bob's id, NOBODY for an id no member has.
+	tests := []struct {
+		name    string
+		from    *client
+		frame   string
+		relayed bool   // whether Bob receives it
+		reply   string // "" for none, "ok", or an error code
+		re      any    // the id the reply names
+	}{
+		{"quiet, relayed: no reply", a, `{"id":101,"type":"signal","to":"GUEST","data":{"n":1},"quiet":true}`, true, "", nil},
+		{"quiet without id, relayed: no reply", a, `{"quiet":true,"type":"signal","to":"GUEST","data":{"n":2}}`, true, "", nil},
+		{"quiet read by decode, relayed: no reply", a, `{"id":102,"type":"signal","to":"GUEST","data":{"n":3},"qu\u0069et":true}`, true, "", nil},
+		{"quiet false: ok", a, `{"id":103,"type":"signal","to":"GUEST","data":{"n":4},"quiet":false}`, true, "ok", float64(103)},
+		{"quiet null: ok", a, `{"id":104,"type":"signal","to":"GUEST","data":{"n":5},"quiet":null}`, true, "ok", float64(104)},
+		{"quiet to nobody: error with re", a, `{"id":105,"type":"signal","to":"NOBODY","data":{},"quiet":true}`, false, "peer_unavailable", float64(105)},
+		{"quiet without id refused: error without re", a, `{"type":"signal","to":"NOBODY","data":{},"quiet":true}`, false, "peer_unavailable", nil},
+		{"quiet to oneself: error with re", b, `{"id":106,"type":"signal","to":"GUEST","data":{},"quiet":true}`, false, "bad_message", float64(106)},
+		{"quiet outside a room: error with re", lone, `{"id":107,"type":"signal","to":"GUEST","data":{},"quiet":true}`, false, "not_in_room", float64(107)},
+		{"quiet with an unknown field: error with re", a, `{"id":108,"type":"signal","to":"GUEST","data":{},"quiet":true,"loud":true}`, false, "bad_message", float64(108)},
+		{"quiet as a string: error with re", a, `{"id":109,"type":"signal","to":"GUEST","data":{},"quiet":"yes"}`, false, "bad_message", float64(109)},
+		{"quiet as a number: error with re", a, `{"id":110,"type":"signal","to":"GUEST","data":{},"quiet":1}`, false, "bad_message", float64(110)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a.t, b.t, lone.t = t, t, t
+			tt.from.sendRaw(strings.NewReplacer("GUEST", guest.id, "NOBODY", "AAAAAAAAAAAAAAAAAAAAAA").Replace(tt.frame))
+			// A ping behind it: its pong comes right after the signal's
+			// reply, if there is one.
+			pong := tt.from.mustCall("ping", nil)
+			if tt.reply == "" {
+				if len(tt.from.queue) != 0 {
+					t.Fatalf("replies before the pong: %v", tt.from.queue)
+				}
+			} else {
+				if len(tt.from.queue) != 1 {
+					t.Fatalf("before the pong %v, got %v, want one %s", pong, tt.from.queue, tt.reply)
+				}
+				r := tt.from.queue[0]
+				tt.from.queue = nil
+				if got := r.str("type"); got != tt.reply && r.code() != tt.reply {
+					t.Fatalf("reply %v, want %s", r, tt.reply)
+				}
+				if r["re"] != tt.re {
+					t.Fatalf("re = %v, want %v", r["re"], tt.re)
+				}
+			}
+			if tt.relayed {
+				if got := b.event("signal"); got.str("from") != owner.id {
+					t.Fatalf("signal = %v", got)
+				}
+			}
+		})
+	}
+	b.noEvent("signal", 100*time.Millisecond)
 }
 
 func TestLockRefusesNewGuestsButNotMembers(t *testing.T) {

@@ -81,6 +81,13 @@ func FuzzScanSignal(f *testing.F) {
 		`{"id":1,"type":"signal","to":"m","data":{"a":"` + "\x01" + `"}}`,
 		`{"id":1,"type":"signal","to":"m","data":{"a":{"b":{"c":[[[[]]]]}}}}`,
 		"{\"type\":\"signal\",\"to\":\"m\",\"data\":{\"\xff\":1}}",
+		`{"type":"signal","to":"m","data":{},"quiet":true}`,
+		`{"id":2,"quiet":false,"type":"signal","to":"m","data":{}}`,
+		`{"type":"signal","to":"m","data":{},"quiet":null}`,
+		`{"type":"signal","to":"m","data":{},"quiet":1}`,
+		`{"type":"signal","to":"m","data":{},"quiet":"true"}`,
+		`{"type":"signal","to":"m","data":{},"quiet":true,"quiet":false}`,
+		`{"type":"signal","to":"m","data":{},"quiet":tru}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -104,6 +111,9 @@ func FuzzScanSignal(f *testing.F) {
 		}
 		if string(req.signal.Data) != string(m.data) {
 			t.Fatalf("%q: data %q, decode %q", data, m.data, req.signal.Data)
+		}
+		if req.signal.Quiet != m.quiet {
+			t.Fatalf("%q: quiet %v, decode %v", data, m.quiet, req.signal.Quiet)
 		}
 	})
 }

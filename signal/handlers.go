@@ -21,7 +21,9 @@ func (s *session) handle(data []byte) {
 			s.fail(m.idPtr(), err)
 			return
 		}
-		s.replyOK(m.id, m.hasID)
+		if !m.quiet {
+			s.replyOK(m.id, m.hasID)
+		}
 		return
 	}
 	req, perr := decode(data)
@@ -47,7 +49,7 @@ func (s *session) handle(data []byte) {
 	case "status":
 		err = s.status(ctx, req)
 	case "signal":
-		if err = s.relay([]byte(req.signal.To), req.signal.Data); err == nil {
+		if err = s.relay([]byte(req.signal.To), req.signal.Data); err == nil && !req.signal.Quiet {
 			s.ok(req.ID, "ok")
 		}
 	default:

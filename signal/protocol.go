@@ -16,10 +16,11 @@ import (
 )
 
 // Version is the protocol version this server speaks. It is announced in the
-// welcome message and as the WebSocket subprotocol "lepeerchat.v1".
+// welcome message and as the WebSocket subprotocol "lepeerchat.v2".
+// Version 2 added "quiet" signals, which a version 1 server refuses.
 const (
-	Version     = 1
-	Subprotocol = "lepeerchat.v1"
+	Version     = 2
+	Subprotocol = "lepeerchat.v2"
 )
 
 // Protocol-level error codes, beside the room rules' codes (room.Code).
@@ -133,6 +134,9 @@ type signalReq struct {
 	common
 	To   string          `json:"to"`
 	Data json.RawMessage `json:"data"`
+	// Quiet asks for no reply when the signal is relayed: only a
+	// failure is answered.
+	Quiet bool `json:"quiet"`
 }
 
 // protoError is a refusal of a message before it reaches the rules. ID is

@@ -9,6 +9,7 @@ type signalMsg struct {
 	hasID bool
 	to    []byte
 	data  []byte // the raw JSON object, forwarded as it is
+	quiet bool
 }
 
 // idPtr returns the message's id as decode gives it: nil when absent.
@@ -23,8 +24,9 @@ func (m *signalMsg) idPtr() *uint64 {
 // scanSignal reads a signal message, the one message a call sends by the
 // hundred, in one pass: it checks the JSON syntax of the whole message and
 // notes where id, to and data are, without decoding data. It handles only
-// the plain form: the four fields, each once, spelt in lower case, no escape
-// in "type" or "to", "id" a plain integer or null, "data" an object. For
+// the plain form: the five fields, each once, spelt in lower case, no escape
+// in "type" or "to", "id" a plain integer or null, "data" an object,
+// "quiet" true, false or null. For
 // anything else it reports false, and decode, which knows every rule and
 // says what is wrong, takes the message instead; so whatever scanSignal
 // accepts, decode accepts with the same meaning (FuzzScanSignal checks it).
@@ -37,7 +39,7 @@ func scanSignal(b []byte) (m signalMsg, ok bool) {
 	if !s.byte('{') {
 		return m, false
 	}
-	var seen [4]bool // id, type, to, data
+	var seen [5]bool // id, type, to, data, quiet
 	s.ws()
 	if s.peek() == '}' {
 		return m, false
@@ -93,6 +95,15 @@ func scanSignal(b []byte) (m signalMsg, ok bool) {
 				return m, false
 			}
 			m.data = b[start:s.i]
+		case "quiet":
+			field = 4
+			switch {
+			case s.lit("true"):
+				m.quiet = true
+			case s.lit("false"), s.lit("null"):
+			default:
+				return m, false
+			}
 		default:
 			return m, false
 		}

@@ -135,7 +135,7 @@ export function mount(room) {
 
 	/** @returns {Mesh} */
 	const startMesh = () => {
-		const m = new Mesh({ selfId, signaller: { send: (to, d) => room.sendSignal(to, d).then(() => {}) }, iceServers: room.iceServers });
+		const m = new Mesh({ selfId, signaller: { send: (to, d) => room.sendSignal(to, d) }, iceServers: room.iceServers });
 		m.on('peerstate', (ev) => room.setPeerState(ev.detail.id, ev.detail.state, ev.detail.rttMs));
 		m.on('peerremoved', (ev) => {
 			const id = ev.detail.id;

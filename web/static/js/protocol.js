@@ -12,9 +12,9 @@
 //   conn.on('member.connected', ({ member }) => ...);
 
 /** WebSocket subprotocol naming the protocol version this client speaks. */
-export const SUBPROTOCOL = 'lepeerchat.v1';
+export const SUBPROTOCOL = 'lepeerchat.v2';
 /** Protocol version announced by a compatible server's welcome. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /**
  * @typedef {{id: string, name: string, online: boolean}} MemberView
@@ -68,8 +68,9 @@ export const PROTOCOL_VERSION = 1;
 
 /**
  * Events, by name, with the detail each carries. Server pushes keep the
- * server's message as detail; "error" is an error reply without "re"
- * (rate_limited, too_large, bad_json).
+ * server's message as detail; "error" is an error reply that answers no
+ * request: one without "re" (rate_limited, too_large, bad_json), or the
+ * refusal of a quiet signal (its "re" in the detail).
  * @typedef {{
  *   state: StateChange,
  *   welcome: Welcome,
@@ -114,6 +115,11 @@ export class ProtocolError extends Error {
     this.name = 'ProtocolError';
     /** Stable, machine-readable reason. */
     this.code = code;
+    /**
+     * The id of the refused message, when the server named it.
+     * @type {number | undefined}
+     */
+    this.re = undefined;
   }
 }
 
@@ -140,6 +146,8 @@ export function defaultServerURL() {
  * @property {ReturnType<typeof setTimeout> | undefined} timer
  * @property {boolean} retry send again after a reconnect instead of failing
  * @property {boolean} internal sent before the connection counts as open
+ * @property {boolean} [quiet] a quiet signal: settled once written, since
+ *   only a refusal is answered (protocol §4.12)
  */
 
 /**
@@ -254,6 +262,20 @@ export class ServerConnection extends EventTarget {
   }
 
   /**
+   * Relays a quiet signal (protocol §4.12): the server answers it only if
+   * it refuses it. Resolves once the signal is written to the socket; while
+   * the connection is not open it waits, like a request, and rejects with
+   * "timeout" or "closed" if it could not be sent. A refusal arrives later
+   * as an "error" event whose detail has the signal's id as `re`.
+   * @param {string} to member id
+   * @param {object} data any JSON object
+   * @returns {Promise<void>}
+   */
+  signal(to, data) {
+    return this.#request('signal', { to, data, quiet: true }, this.requestTimeout, false, false, true);
+  }
+
+  /**
    * Listens to an event with a typed detail; returns a function that stops
    * listening. Pass an AbortSignal to stop with it instead.
    * @template {keyof ServerEvents} K
@@ -304,9 +326,10 @@ export class ServerConnection extends EventTarget {
    * @param {number} timeout
    * @param {boolean} retry
    * @param {boolean} internal
+   * @param {boolean} [quiet]
    * @returns {Promise<any>}
    */
-  #request(type, fields, timeout, retry, internal) {
+  #request(type, fields, timeout, retry, internal, quiet = false) {
     return new Promise((resolve, reject) => {
       if (this.#state === 'closed') {
         reject(new ProtocolError('closed', 'the connection is closed'));
@@ -314,7 +337,7 @@ export class ServerConnection extends EventTarget {
       }
       if (this.#state === 'idle') this.connect().catch(() => {});
       /** @type {PendingRequest} */
-      const req = { type, fields, resolve, reject, timer: undefined, retry, internal };
+      const req = { type, fields, resolve, reject, timer: undefined, retry, internal, quiet };
       req.timer = setTimeout(() => {
         this.#waiting = this.#waiting.filter((r) => r !== req);
         for (const [id, r] of this.#inFlight) if (r === req) this.#inFlight.delete(id);
@@ -336,6 +359,12 @@ export class ServerConnection extends EventTarget {
       return;
     }
     const id = this.#nextId++;
+    if (req.quiet) {
+      ws.send(JSON.stringify({ ...req.fields, type: req.type, id }));
+      clearTimeout(req.timer);
+      req.resolve(undefined);
+      return;
+    }
     this.#inFlight.set(id, req);
     ws.send(JSON.stringify({ ...req.fields, type: req.type, id }));
   }
@@ -379,8 +408,12 @@ export class ServerConnection extends EventTarget {
         clearTimeout(req.timer);
         if (msg.type === 'error') req.reject(errorOf(msg));
         else req.resolve(msg);
-        return;
+      } else if (msg.type === 'error') {
+        // The refusal of a quiet signal, or a late answer to a request
+        // that timed out: it names its message, so it answers no other.
+        this.#emit('error', errorOf(msg));
       }
+      return;
     }
     switch (msg.type) {
       case 'welcome':
@@ -620,7 +653,9 @@ export class ServerConnection extends EventTarget {
  */
 function errorOf(msg) {
   const e = msg && typeof msg.error === 'object' && msg.error ? msg.error : {};
-  return new ProtocolError(String(e.code ?? 'internal'), String(e.message ?? 'the server refused the request'));
+  const err = new ProtocolError(String(e.code ?? 'internal'), String(e.message ?? 'the server refused the request'));
+  if (typeof msg.re === 'number') err.re = msg.re;
+  return err;
 }
 
 /**

@@ -36,9 +36,11 @@
 //                      fresh: "iceservers" fires when they are renewed
 //   room.lifetime      AbortSignal, aborted when the room page goes away
 //   room.sendSignal(to, data) → Promise: relays WebRTC signalling (data is
-//                      any JSON object) to one member; rejects with a
-//                      ProtocolError (code "peer_unavailable" when the
-//                      member has no connection to the server right now)
+//                      any JSON object) to one member as a quiet signal:
+//                      resolves once sent, rejects with a ProtocolError
+//                      only if it could not be sent; the server's
+//                      refusals (e.g. "peer_unavailable": the member has
+//                      no connection right now) are logged
 //   room.setPeerState(memberId, state, rttMs)
 //                      shows a peer's connection in the member list: state
 //                      "connecting" | "direct" | "relayed" | "failed" | null
@@ -196,10 +198,10 @@ export class RoomSession extends EventTarget {
   /**
    * @param {string} to member id
    * @param {object} data any JSON object
-   * @returns {Promise<unknown>}
+   * @returns {Promise<void>}
    */
   sendSignal(to, data) {
-    return this.conn.request('signal', { to, data });
+    return this.conn.signal(to, data);
   }
 
   /**
@@ -559,6 +561,9 @@ export function renderRoom(ctx, roomId, token) {
       s.emit('members', { members: s.list() });
     };
     conn.on('signal', (msg) => s.emit('signal', { from: msg.from, data: msg.data }), { signal });
+    // Refusals of quiet signals (a peer that just left) and of frames the
+    // server could not read: nothing waits for them.
+    conn.on('error', (err) => console.debug('lepeerchat: refused by the server:', err.code, err.message, err.re ?? ''), { signal });
     conn.on(
       'member.joined',
       (msg) => {
