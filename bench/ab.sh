@@ -8,6 +8,8 @@
 # (cmd/lepeerchat-load, built here) on CPU 1, loopback only. Environment:
 #   ROUNDS=6 CONNS=1000 RATE=20000 DUR=6s WARMUP=2s WORKLOAD=fixed400
 #   IDLE=0 (IDLE=1: measure RSS per idle connection with IDLE_CONNS=10000)
+#   OLD_ARGS, NEW_ARGS: extra generator flags for each binary, e.g.
+#   OLD_ARGS=-acked for a server that predates quiet signals
 # Prints every RESULT line and the median of the server's CPU per message
 # (or bytes per connection), p50 and p99 of each binary.
 set -uo pipefail
@@ -45,7 +47,7 @@ wait_port() {
 }
 
 PORT=18500
-one() { # variant binary
+one() { # variant binary extra-generator-args
 	PORT=$((PORT + 1))
 	mkdir -p "$TMP/data-$PORT"
 	taskset -c "$SERVER_CPU" "$2" -http -listen "127.0.0.1:$PORT" -turn=false -data "$TMP/data-$PORT" \
@@ -55,6 +57,8 @@ one() { # variant binary
 	sleep 0.5
 	local args=(-rooms $((CONNS / 2)) -members 2 -workload "$WORKLOAD" -rate "$RATE" -warmup "$WARMUP" -duration "$DUR")
 	[ "$IDLE" = 1 ] && args=(-rooms $((IDLE_CONNS / 10)) -members 10 -workload idle -settle 5s)
+	# shellcheck disable=SC2206 # the extra flags are words on purpose
+	args+=($3)
 	taskset -c "$LOAD_CPU" timeout 300 "$TMP/load" -label "$1" -target lepeerchat -url "ws://127.0.0.1:$PORT/ws" \
 		-server-pid "$SPID" "${args[@]}" | grep '^RESULT' | tee -a "$TMP/results"
 	kill -TERM "$SPID" 2>/dev/null
@@ -67,7 +71,7 @@ echo "== A/B $(date -u), loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "old: $OLD"
 echo "new: $NEW"
 for i in $(seq "$ROUNDS"); do
-	if (( i % 2 )); then one old "$OLD"; one new "$NEW"; else one new "$NEW"; one old "$OLD"; fi
+	if (( i % 2 )); then one old "$OLD" "${OLD_ARGS:-}"; one new "$NEW" "${NEW_ARGS:-}"; else one new "$NEW" "${NEW_ARGS:-}"; one old "$OLD" "${OLD_ARGS:-}"; fi
 done
 echo "== loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -v idle="$IDLE" '

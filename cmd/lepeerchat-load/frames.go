@@ -37,8 +37,9 @@ const (
 )
 
 // buildFrame makes the frame target sends to member/peer `to`, padded to
-// size bytes (when the envelope allows).
-func buildFrame(target string, kind frameKind, to string, size int) frame {
+// size bytes (when the envelope allows). A lepeerchat signal is quiet (no
+// "ok" when relayed, as the web client sends them) unless acked is set.
+func buildFrame(target string, kind frameKind, to string, size int, acked bool) frame {
 	var head, body string
 	switch target {
 	case "peerjs":
@@ -48,7 +49,11 @@ func buildFrame(target string, kind frameKind, to string, size int) frame {
 		}
 		head = `{"type":"` + t + `","dst":"` + to + `","payload":{`
 	default:
-		head = `{"type":"signal","to":"` + to + `","data":{`
+		head = `{"type":"signal","to":"` + to + `",`
+		if !acked {
+			head += `"quiet":true,`
+		}
+		head += `"data":{`
 	}
 	if kind == kindOffer {
 		body = `"description":{"type":"offer","sdp":"` + sdpLines + `"},`

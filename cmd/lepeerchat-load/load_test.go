@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"testing"
@@ -80,12 +81,16 @@ func TestPacing(t *testing.T) {
 func TestFrames(t *testing.T) {
 	for _, target := range []string{"lepeerchat", "peerjs"} {
 		for _, c := range []struct {
-			kind frameKind
-			size int
-		}{{kindCandidate, 400}, {kindCandidate, 300}, {kindOffer, 4096}} {
-			f := buildFrame(target, c.kind, "s8ef1fcVZdJqhOoXKIo_hA", c.size)
+			kind  frameKind
+			size  int
+			acked bool
+		}{{kindCandidate, 400, false}, {kindCandidate, 400, true}, {kindCandidate, 300, false}, {kindOffer, 4096, false}, {kindOffer, 4096, true}} {
+			f := buildFrame(target, c.kind, "s8ef1fcVZdJqhOoXKIo_hA", c.size, c.acked)
 			if len(f.b) != c.size {
 				t.Errorf("%s %d: %d bytes", target, c.kind, len(f.b))
+			}
+			if quiet := bytes.Contains(f.b, []byte(`"quiet":true`)); quiet != (target == "lepeerchat" && !c.acked) {
+				t.Errorf("%s %d acked=%v: quiet %v in %s", target, c.kind, c.acked, quiet, f.b)
 			}
 			putDigits(f.b[f.tsOff:f.tsOff+tsDigits], 1234567890123)
 			if !json.Valid(f.b) {

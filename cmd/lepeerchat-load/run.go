@@ -71,8 +71,8 @@ func (r *run) addErr(code string) {
 func (r *run) run(ctx context.Context) error {
 	cfg := r.cfg
 	n := cfg.rooms * cfg.members
-	fmt.Printf("lepeerchat-load: target=%s urls=%v rooms=%d members=%d (%d connections) workload=%s rate=%v window=%d duration=%v GOMAXPROCS=%d\n",
-		cfg.target, cfg.urls, cfg.rooms, cfg.members, n, cfg.workload, cfg.rate, cfg.window, cfg.duration, runtime.GOMAXPROCS(0))
+	fmt.Printf("lepeerchat-load: target=%s urls=%v rooms=%d members=%d (%d connections) workload=%s acked=%v rate=%v window=%d duration=%v GOMAXPROCS=%d\n",
+		cfg.target, cfg.urls, cfg.rooms, cfg.members, n, cfg.workload, cfg.acked, cfg.rate, cfg.window, cfg.duration, runtime.GOMAXPROCS(0))
 	if cfg.serverNote != "" {
 		fmt.Println("server:", cfg.serverNote)
 	}
@@ -112,7 +112,7 @@ func (r *run) run(ctx context.Context) error {
 		readers.Wait()
 	}()
 
-	fields := []kv{{"target", cfg.target}, {"workload", cfg.workload}, {"conns", fmt.Sprint(len(r.peers))},
+	fields := []kv{{"target", cfg.target}, {"workload", cfg.workload}, {"acked", fmt.Sprint(cfg.acked)}, {"conns", fmt.Sprint(len(r.peers))},
 		{"joins_per_s", fmt.Sprintf("%.0f", joinRate)}}
 
 	if cfg.workload == "idle" {
@@ -441,7 +441,7 @@ func (r *run) wire() {
 		switch cfg.workload {
 		case "fixed400":
 			for j := 0; j+1 < m; j += 2 {
-				link(ps[j], ps[j+1], []frame{buildFrame(cfg.target, kindCandidate, ps[j+1].id, 400)})
+				link(ps[j], ps[j+1], []frame{buildFrame(cfg.target, kindCandidate, ps[j+1].id, 400, cfg.acked)})
 			}
 		case "realistic":
 			if m < 2 {
@@ -449,9 +449,9 @@ func (r *run) wire() {
 			}
 			for j := 0; j < m; j++ {
 				to := ps[(j+1)%m]
-				fs := []frame{buildFrame(cfg.target, kindOffer, to.id, 4096)}
+				fs := []frame{buildFrame(cfg.target, kindOffer, to.id, 4096, cfg.acked)}
 				for k := 0; k < 9; k++ {
-					fs = append(fs, buildFrame(cfg.target, kindCandidate, to.id, 300))
+					fs = append(fs, buildFrame(cfg.target, kindCandidate, to.id, 300, cfg.acked))
 				}
 				link(ps[j], to, fs)
 			}
