@@ -94,10 +94,7 @@ func TestSignalReachesOnlyMembersOfTheSameRoom(t *testing.T) {
 // written with an escape, decode.
 func TestQuietSignalIsAnsweredOnlyWhenItFails(t *testing.T) {
 	ts := startServer(t, "")
-	a, b := dial(t, ts), dial(t, ts)
-	owner := createRoom(a, "r", "Ann")
-	guest := joinRoom(b, owner.room, invite(a, nil), "Bob")
-	a.event("member.joined")
+	a, b, owner, guest := annAndBob(t, ts)
 	lone := dial(t, ts)
 
 	// GUEST stands for Bob's id, NOBODY for an id no member has.

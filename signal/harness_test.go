@@ -298,6 +298,17 @@ func (c *client) refused(code, typ string, fields map[string]any) msg {
 	return r
 }
 
+// annAndBob puts two new connections in one new room: Ann, its owner, on
+// a and Bob on b, once Ann has seen him join.
+func annAndBob(t testing.TB, ts *testServer) (a, b *client, owner, guest member) {
+	t.Helper()
+	a, b = dial(t, ts), dial(t, ts)
+	owner = createRoom(a, "r", "Ann")
+	guest = joinRoom(b, owner.room, invite(a, nil), "Bob")
+	a.event("member.joined")
+	return a, b, owner, guest
+}
+
 // member is a participant's identity as the browser keeps it.
 type member struct {
 	room, id, secret, name string

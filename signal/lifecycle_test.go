@@ -12,10 +12,7 @@ import (
 
 func TestSecondTabReplacesTheFirst(t *testing.T) {
 	ts := startServer(t, "")
-	a, b := dial(t, ts), dial(t, ts)
-	owner := createRoom(a, "r", "Ann")
-	guest := joinRoom(b, owner.room, invite(a, nil), "Bob")
-	a.event("member.joined")
+	a, b, owner, guest := annAndBob(t, ts)
 
 	b2 := dial(t, ts)
 	b2.mustCall("rejoin", guest.creds())

@@ -23,10 +23,7 @@ func fastConfig(c *Config) { c.Rate, c.Burst = 1e6, 1e6 }
 
 func TestQueuedMessagesKeepTheirOrder(t *testing.T) {
 	ts := startServer(t, "", fastConfig)
-	a, b := dial(t, ts), dial(t, ts)
-	owner := createRoom(a, "r", "Ann")
-	guest := joinRoom(b, owner.room, invite(a, nil), "Bob")
-	a.event("member.joined")
+	a, b, owner, guest := annAndBob(t, ts)
 
 	// Sent without waiting, so that replies and forwarded signals pile up
 	// and leave in batches; fewer than outQueue at a time, so that even a
@@ -255,10 +252,7 @@ func TestTextFramesOfEverySize(t *testing.T) {
 	// The writer frames messages itself: each length encoding must reach
 	// a client intact, in one batch.
 	ts := startServer(t, "", fastConfig, func(c *Config) { c.MaxMessageBytes = 512 << 10 })
-	a, b := dial(t, ts), dial(t, ts)
-	owner := createRoom(a, "r", "Ann")
-	guest := joinRoom(b, owner.room, invite(a, nil), "Bob")
-	a.event("member.joined")
+	a, b, _, guest := annAndBob(t, ts)
 	// Padding in bytes (two per character): forwarded frames of under
 	// 126 bytes, of up to 65,535, and longer.
 	sizes := []int{0, 2, 80, 90, 200, 65400, 65600, 140000, 60000}
