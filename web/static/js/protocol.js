@@ -359,14 +359,14 @@ export class ServerConnection extends EventTarget {
       return;
     }
     const id = this.#nextId++;
+    ws.send(JSON.stringify({ ...req.fields, type: req.type, id }));
     if (req.quiet) {
-      ws.send(JSON.stringify({ ...req.fields, type: req.type, id }));
+      // Nothing answers it unless it is refused.
       clearTimeout(req.timer);
       req.resolve(undefined);
       return;
     }
     this.#inFlight.set(id, req);
-    ws.send(JSON.stringify({ ...req.fields, type: req.type, id }));
   }
 
   /** @param {ConnectionState} state */
