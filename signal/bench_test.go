@@ -22,7 +22,8 @@ import (
 // server: a member's client writes a signal message on its WebSocket, the
 // server decodes it, checks the membership, hands it to the bus, queues it
 // for the recipient's connection and writes it, and answers the sender
-// with "ok". Both clients are lean coder/websocket connections that reuse
+// with "ok" (answered) or not at all (quiet, as the web client sends its
+// signals). Both clients are lean coder/websocket connections that reuse
 // their buffers and never decode JSON on the hot path, so that the figures
 // are the server's (and the loopback's), not the harness's.
 //
@@ -151,11 +152,14 @@ type relayPair struct {
 	want []byte
 	// wantReply is the reply a must receive, rebuilt for each id.
 	wantReply []byte
+	// quiet: the signals ask for no reply.
+	quiet bool
 }
 
 // newRelayPair creates a room with two members, each on its own
-// connection, and prepares the ~400-byte signal message a sends b.
-func newRelayPair(b *testing.B, ts *testServer, n int) *relayPair {
+// connection, and prepares the ~400-byte signal message a sends b, quiet
+// or not.
+func newRelayPair(b *testing.B, ts *testServer, n int, quiet bool) *relayPair {
 	b.Helper()
 	a, g := dialBench(b, ts), dialBench(b, ts)
 	joined := a.call(b, "create", map[string]any{"room": fmt.Sprintf("bench %d", n), "name": "alice"})
@@ -170,20 +174,25 @@ func newRelayPair(b *testing.B, ts *testServer, n int) *relayPair {
 	// whole frame relayFrameSize bytes with a six-digit id. The server
 	// never looks inside data, so only its size matters.
 	head := []byte(`{"id":`)
-	tail := []byte(`,"type":"signal","to":"` + bID + `","data":{"candidate":{"candidate":"candidate:1467250027 1 udp 1686052607 203.0.113.7 53521 typ srflx raddr 192.168.1.23 rport 53521 generation 0 ufrag 4ZcD network-id 1 network-cost 10","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"4ZcD"},"pad":""}}`)
+	tail := []byte(`,"type":"signal","to":"` + bID + `",`)
+	if quiet {
+		tail = append(tail, `"quiet":true,`...)
+	}
+	tail = append(tail, `"data":{"candidate":{"candidate":"candidate:1467250027 1 udp 1686052607 203.0.113.7 53521 typ srflx raddr 192.168.1.23 rport 53521 generation 0 ufrag 4ZcD network-id 1 network-cost 10","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"4ZcD"},"pad":""}}`...)
 	if pad := relayFrameSize - len(head) - 6 - len(tail); pad > 0 {
 		i := bytes.LastIndex(tail, []byte(`""`)) + 1
 		tail = append(tail[:i:i], append([]byte(strings.Repeat("x", pad)), tail[i:]...)...)
 	}
 	data := tail[bytes.Index(tail, []byte(`"data":`))+len(`"data":`) : len(tail)-1]
 	return &relayPair{
-		a: a, b: g, head: head, tail: tail,
+		a: a, b: g, head: head, tail: tail, quiet: quiet,
 		want: append(append(signalHead(aID)[1:], data...), '}'),
 	}
 }
 
 // relay sends one signal from a to b, waits until b has it, then reads
-// a's reply. It returns how long the delivery to b took.
+// a's reply unless the signal is quiet. It returns how long the delivery
+// to b took.
 func (p *relayPair) relay() (time.Duration, error) {
 	p.a.next++
 	id := p.a.next
@@ -198,6 +207,9 @@ func (p *relayPair) relay() (time.Duration, error) {
 	delivered := time.Since(start)
 	if !bytes.Equal(p.b.in.Bytes(), p.want) {
 		return 0, fmt.Errorf("recipient got %q, want %q", p.b.in.Bytes(), p.want)
+	}
+	if p.quiet {
+		return delivered, nil
 	}
 	if err := p.a.read(); err != nil {
 		return 0, fmt.Errorf("sender: %w", err)
@@ -271,14 +283,27 @@ func reportRelay(b *testing.B, cpu time.Duration, delivered time.Duration) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/msg")
 }
 
+// relayKinds are the two kinds of signal the benchmarks send.
+var relayKinds = []struct {
+	name  string
+	quiet bool
+}{{"answered", false}, {"quiet", true}}
+
 // BenchmarkRelay sends one signal at a time from one member to another:
 // each iteration is the whole exchange (send, delivery to the recipient,
-// "ok" back to the sender). deliver-ns/msg is send → recipient has it;
-// cpu-ns/msg is the whole process's CPU (server and both clients).
+// and "ok" back to the sender when answered). deliver-ns/msg is send →
+// recipient has it; cpu-ns/msg is the whole process's CPU (server and
+// both clients).
 func BenchmarkRelay(b *testing.B) {
+	for _, k := range relayKinds {
+		b.Run(k.name, func(b *testing.B) { benchmarkRelay(b, k.quiet) })
+	}
+}
+
+func benchmarkRelay(b *testing.B, quiet bool) {
 	ts := startServer(b, "", benchConfig)
 	defer labelClient()()
-	p := newRelayPair(b, ts, 0)
+	p := newRelayPair(b, ts, 0, quiet)
 	var done atomic.Uint64
 	defer relayWatchdog(b, &done, []*relayPair{p})()
 
@@ -304,11 +329,17 @@ const relayParallelism = 8
 // BenchmarkRelayParallel measures throughput: GOMAXPROCS×8 pairs of
 // members, each pair in its own room, relay concurrently.
 func BenchmarkRelayParallel(b *testing.B) {
+	for _, k := range relayKinds {
+		b.Run(k.name, func(b *testing.B) { benchmarkRelayParallel(b, k.quiet) })
+	}
+}
+
+func benchmarkRelayParallel(b *testing.B, quiet bool) {
 	ts := startServer(b, "", benchConfig)
 	defer labelClient()()
 	pairs := make([]*relayPair, runtime.GOMAXPROCS(0)*relayParallelism)
 	for i := range pairs {
-		pairs[i] = newRelayPair(b, ts, i)
+		pairs[i] = newRelayPair(b, ts, i, quiet)
 	}
 	var done, next atomic.Uint64
 	defer relayWatchdog(b, &done, pairs)()
