@@ -113,7 +113,7 @@ type interopPeer struct {
 func newInteropPeer(ctx context.Context, t *testing.T, srv *server, room, token, remote string) *interopPeer {
 	t.Helper()
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws",
-		&websocket.DialOptions{Subprotocols: []string{"lepeerchat.v2"}})
+		&websocket.DialOptions{Subprotocols: []string{"lepeerchat.v1"}})
 	if err != nil {
 		t.Fatalf("pion: dial: %v", err)
 	}

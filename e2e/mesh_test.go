@@ -31,7 +31,7 @@ const meshDriverJS = `(async () => {
 	const [{ Mesh }, { Chat, renderText }, { LocalMedia, RemoteAudio }] = await Promise.all([
 		import('/js/mesh.js'), import('/js/chat.js'), import('/js/media.js')]);
 	const T = window.T = { errors: [], signalLog: [], events: [], held: null, candidateFirst: false, dropCandidates: false, autoAdd: true, renderText };
-	const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/ws', 'lepeerchat.v2');
+	const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/ws', 'lepeerchat.v1');
 	const pending = new Map();
 	let nextId = 1;
 	await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error('WebSocket failed')); });

@@ -6,12 +6,15 @@ import (
 	"time"
 )
 
-func TestWelcomeAnnouncesVersionAndLimits(t *testing.T) {
+func TestWelcomeAnnouncesVersionFeaturesAndLimits(t *testing.T) {
 	ts := startServer(t, "")
 	c := dialRaw(t, ts)
 	w := c.next()
 	if w.str("type") != "welcome" || w["version"] != float64(Version) {
 		t.Fatalf("welcome = %v", w)
+	}
+	if f, _ := w["features"].([]any); len(f) != 1 || f[0] != "quiet" {
+		t.Fatalf("features = %v, want [quiet]", w["features"])
 	}
 	if w.obj("limits")["maxMessageBytes"] != float64(64<<10) {
 		t.Fatalf("limits = %v", w.obj("limits"))
@@ -91,7 +94,8 @@ func TestSignalReachesOnlyMembersOfTheSameRoom(t *testing.T) {
 // relayed like any other, gets no "ok", and is still answered when it is
 // refused, with its id when it has one; false or null mean a reply as usual.
 // Both readers of signals are covered: the one-pass scanner and, for a key
-// written with an escape, decode.
+// written with an escape (which the scanner leaves to decode, see
+// TestScanSignalTakesThePlainFormOnly), decode.
 func TestQuietSignalIsAnsweredOnlyWhenItFails(t *testing.T) {
 	ts := startServer(t, "")
 	a, b, owner, guest := annAndBob(t, ts)
@@ -150,6 +154,7 @@ func TestQuietSignalIsAnsweredOnlyWhenItFails(t *testing.T) {
 			}
 		})
 	}
+	a.t, b.t, lone.t = t, t, t
 	b.noEvent("signal", 100*time.Millisecond)
 }
 

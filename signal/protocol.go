@@ -16,12 +16,19 @@ import (
 )
 
 // Version is the protocol version this server speaks. It is announced in the
-// welcome message and as the WebSocket subprotocol "lepeerchat.v2".
-// Version 2 added "quiet" signals, which a version 1 server refuses.
+// welcome message and as the WebSocket subprotocol "lepeerchat.v1".
 const (
-	Version     = 2
-	Subprotocol = "lepeerchat.v2"
+	Version     = 1
+	Subprotocol = "lepeerchat.v1"
 )
+
+// FeatureQuiet names an optional extension of the protocol, listed in
+// the welcome message's "features": a signal with "quiet": true is
+// answered only when it is refused. A client uses an extension only when
+// the server lists it, so that pages and servers of different releases
+// keep working together (during a rolling upgrade of a cluster, or with a
+// page left open across a deploy).
+const FeatureQuiet = "quiet"
 
 // Protocol-level error codes, beside the room rules' codes (room.Code).
 // They are stable: clients branch on them.

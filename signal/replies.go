@@ -99,8 +99,9 @@ type invitesReply struct {
 
 type welcomeMessage struct {
 	header
-	Version int        `json:"version"`
-	Limits  limitsView `json:"limits"`
+	Version  int        `json:"version"`
+	Features []string   `json:"features"`
+	Limits   limitsView `json:"limits"`
 }
 
 type limitsView struct {

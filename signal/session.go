@@ -123,8 +123,9 @@ func (s *session) start(parent context.Context) {
 	s.conn.SetReadLimit(int64(cfg.MaxMessageBytes) * hardLimitFactor)
 	s.pingTimer = time.AfterFunc(cfg.PingInterval, s.ping)
 	s.reply(encode(welcomeMessage{
-		header:  header{Type: "welcome"},
-		Version: Version,
+		header:   header{Type: "welcome"},
+		Version:  Version,
+		Features: []string{FeatureQuiet},
 		Limits: limitsView{
 			MaxMessageBytes: cfg.MaxMessageBytes,
 			RatePerSecond:   float64(cfg.Rate),

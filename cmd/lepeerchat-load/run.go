@@ -234,7 +234,7 @@ func randID() string {
 func (r *run) dial(ctx context.Context, u string) (*websocket.Conn, error) {
 	var opts websocket.DialOptions
 	if r.cfg.target == "lepeerchat" {
-		opts.Subprotocols = []string{"lepeerchat.v2"}
+		opts.Subprotocols = []string{"lepeerchat.v1"}
 	}
 	c, resp, err := websocket.Dial(ctx, u, &opts)
 	if err != nil {

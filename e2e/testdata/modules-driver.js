@@ -12,7 +12,7 @@
   const [{ Mesh }, { Chat }, { LocalMedia, RemoteAudio, SpeakingDetector }] = await Promise.all([
     import('/js/mesh.js'), import('/js/chat.js'), import('/js/media.js')]);
   const M = window.M = { errors: [], speaking: 0 };
-  const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/ws', 'lepeerchat.v2');
+  const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/ws', 'lepeerchat.v1');
   const pending = new Map();
   let nextId = 1;
   await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error('WebSocket failed')); });

@@ -168,7 +168,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, o.URL, &websocket.DialOptions{Subprotocols: []string{"lepeerchat.v2"}})
+	conn, _, err := websocket.Dial(ctx, o.URL, &websocket.DialOptions{Subprotocols: []string{"lepeerchat.v1"}})
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", o.URL, err)
 	}

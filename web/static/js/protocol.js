@@ -12,9 +12,9 @@
 //   conn.on('member.connected', ({ member }) => ...);
 
 /** WebSocket subprotocol naming the protocol version this client speaks. */
-export const SUBPROTOCOL = 'lepeerchat.v2';
+export const SUBPROTOCOL = 'lepeerchat.v1';
 /** Protocol version announced by a compatible server's welcome. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 1;
 
 /**
  * @typedef {{id: string, name: string, online: boolean}} MemberView
@@ -26,7 +26,7 @@ export const PROTOCOL_VERSION = 2;
  * @typedef {{room: string, alive: boolean, name?: string, self?: string, online?: number, locked?: boolean}} RoomStatus
  * @typedef {{id: string, token?: string, created: string, expires: string, singleUse: boolean}} InviteView
  * @typedef {{maxMessageBytes: number, ratePerSecond: number, burst: number, maxNameLength: number, maxMembers: number}} Limits
- * @typedef {{type: 'welcome', version: number, limits: Limits}} Welcome
+ * @typedef {{type: 'welcome', version: number, features?: string[], limits: Limits}} Welcome
  * @typedef {{type: 'ok', re?: number}} OkReply
  */
 
@@ -146,8 +146,10 @@ export function defaultServerURL() {
  * @property {ReturnType<typeof setTimeout> | undefined} timer
  * @property {boolean} retry send again after a reconnect instead of failing
  * @property {boolean} internal sent before the connection counts as open
- * @property {boolean} [quiet] a quiet signal: settled once written, since
- *   only a refusal is answered (protocol §4.12)
+ * @property {boolean} [quiet] a signal sent quiet when the server can
+ *   (protocol §4.12): settled once written, since only a refusal is answered
+ * @property {number} [quietBefore] the id of the last quiet signal sent
+ *   before this request
  */
 
 /**
@@ -175,6 +177,10 @@ export class ServerConnection extends EventTarget {
   #welcomeTimer;
   #lastHeard = 0;
   #listening = false;
+  /** The id of the last quiet signal sent. */
+  #lastQuietId = 0;
+  /** Every message up to this id is known to have been answered or relayed. */
+  #settledId = 0;
 
   /** @param {ConnectionOptions} [options] */
   constructor(options = {}) {
@@ -262,17 +268,19 @@ export class ServerConnection extends EventTarget {
   }
 
   /**
-   * Relays a quiet signal (protocol §4.12): the server answers it only if
-   * it refuses it. Resolves once the signal is written to the socket; while
-   * the connection is not open it waits, like a request, and rejects with
-   * "timeout" or "closed" if it could not be sent. A refusal arrives later
-   * as an "error" event whose detail has the signal's id as `re`.
+   * Relays a signal, quiet when the server lists the "quiet" feature
+   * (protocol §4.12): the server then answers it only if it refuses it,
+   * and the promise resolves once the signal is written to the socket; a
+   * refusal arrives later as an "error" event whose detail has the
+   * signal's id as `re`. With an older server it is an ordinary request.
+   * While the connection is not open it waits, like a request, and
+   * rejects with "timeout" or "closed" if it could not be sent.
    * @param {string} to member id
    * @param {object} data any JSON object
    * @returns {Promise<void>}
    */
   signal(to, data) {
-    return this.#request('signal', { to, data, quiet: true }, this.requestTimeout, false, false, true);
+    return this.#request('signal', { to, data }, this.requestTimeout, false, false, true).then(() => {});
   }
 
   /**
@@ -359,13 +367,16 @@ export class ServerConnection extends EventTarget {
       return;
     }
     const id = this.#nextId++;
-    ws.send(JSON.stringify({ ...req.fields, type: req.type, id }));
-    if (req.quiet) {
+    const quiet = req.quiet === true && this.welcome?.features?.includes('quiet') === true;
+    ws.send(JSON.stringify({ ...req.fields, type: req.type, id, ...(quiet ? { quiet } : {}) }));
+    if (quiet) {
       // Nothing answers it unless it is refused.
+      this.#lastQuietId = id;
       clearTimeout(req.timer);
       req.resolve(undefined);
       return;
     }
+    req.quietBefore = this.#lastQuietId;
     this.#inFlight.set(id, req);
   }
 
@@ -373,6 +384,8 @@ export class ServerConnection extends EventTarget {
   #dial(state) {
     clearTimeout(this.#retryTimer);
     this.#setState(state);
+    // What the last socket carried is settled, one way or another.
+    this.#settledId = this.#nextId - 1;
     let ws;
     try {
       ws = new WebSocket(this.url, SUBPROTOCOL);
@@ -404,6 +417,8 @@ export class ServerConnection extends EventTarget {
     if (typeof msg.re === 'number') {
       const req = this.#inFlight.get(msg.re);
       if (req) {
+        // Answers come in order: everything sent before it is settled.
+        this.#settledId = Math.max(this.#settledId, msg.re);
         this.#inFlight.delete(msg.re);
         clearTimeout(req.timer);
         if (msg.type === 'error') req.reject(errorOf(msg));
@@ -421,11 +436,15 @@ export class ServerConnection extends EventTarget {
         return;
       case 'error': {
         // Errors that could not name their message (rate_limited, too_large,
-        // bad_json) still answer, in order, the oldest one unanswered.
+        // bad_json) still answer, in order, the oldest one unanswered:
+        // the oldest request in flight, unless a quiet signal sent before
+        // it may be unsettled yet (it may be the one refused; the request
+        // then gets its own answer, or times out).
         const err = errorOf(msg);
         const oldest = this.#inFlight.entries().next();
-        if (!oldest.done) {
+        if (!oldest.done && (oldest.value[1].quietBefore ?? 0) <= this.#settledId) {
           const [id, req] = oldest.value;
+          this.#settledId = Math.max(this.#settledId, id);
           this.#inFlight.delete(id);
           clearTimeout(req.timer);
           req.reject(err);
@@ -506,12 +525,19 @@ export class ServerConnection extends EventTarget {
       this.#schedulePing();
       return;
     }
+    const sent = Date.now();
     try {
       await this.#request('ping', {}, this.pongTimeout, false, false);
       if (this.#ws === ws) this.#schedulePing();
     } catch (err) {
-      if (this.#ws === ws && /** @type {ProtocolError} */ (err).code === 'timeout') {
+      if (this.#ws !== ws) return;
+      // Dead only if nothing at all came back: a refused ping
+      // (rate_limited), or one whose refusal could not be told from a
+      // quiet signal's, still shows the socket alive.
+      if (/** @type {ProtocolError} */ (err).code === 'timeout' && this.#lastHeard < sent) {
         this.#abandon('the server stopped answering');
+      } else {
+        this.#schedulePing();
       }
     }
   }
