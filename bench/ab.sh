@@ -82,6 +82,7 @@ function median(arr, n,   i, j, t) {
 }
 {
 	v = get("label"); n[v]++
+	if (get("errors") != "none" || idle != 1 && get("relayed") + 0 == 0) { bad[v]++ }
 	if (idle == 1) { a[v, n[v]] = get("bytes_per_conn") } else { a[v, n[v]] = get("server_us_per_msg"); b[v, n[v]] = get("p50_us"); c[v, n[v]] = get("p99_us") }
 }
 END {
@@ -92,4 +93,5 @@ END {
 		else printf "%s: median server µs/msg %.2f, p50 %.0f µs, p99 %.0f µs (n=%d)\n", v, m[v], median(y, n[v]), median(z, n[v]), n[v]
 	}
 	if (m["old"] > 0) printf "new/old = %.2f\n", m["new"] / m["old"]
+	for (v in bad) printf "WARNING: %d %s run(s) had errors or relayed nothing: their figures mean nothing (a server older than the generator needs -acked in %s_ARGS)\n", bad[v], v, toupper(v)
 }' "$TMP/results"

@@ -93,7 +93,8 @@ func (s *session) ok(id *uint64, typ string) {
 }
 
 // replyOK sends {"re":id,"type":"ok"}, or {"type":"ok"} without an id,
-// built without encoding/json: the reply to every signal.
+// built without encoding/json: the reply to every signal that is not
+// quiet.
 func (s *session) replyOK(id uint64, hasID bool) {
 	var buf [40]byte
 	b := buf[:0]
@@ -440,7 +441,8 @@ func (s *session) status(ctx context.Context, req *request) error {
 // relay forwards WebRTC signalling to another member of the same room. The
 // bus is keyed by room, so a member can reach only connections attached to
 // its own room. data is forwarded as it is, after a prefix made once per
-// attachment. The caller replies when it succeeds.
+// attachment. The caller replies when it succeeds, unless the signal is
+// quiet.
 func (s *session) relay(to, data []byte) error {
 	att := s.attached()
 	if att == nil {

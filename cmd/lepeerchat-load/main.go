@@ -78,7 +78,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.workload, "workload", "fixed400", "fixed400 (400-byte messages, member 2k → 2k+1), realistic (~4 KB offers and ~300 B candidates, 1 in 10 an offer, each member → the next one in its room), idle (connect and hold)")
 	fs.Float64Var(&c.rate, "rate", 20000, "aggregate offered messages per second, paced (open loop); 0 = saturation (closed loop, -window in flight per sender)")
 	fs.IntVar(&c.window, "window", 8, "messages in flight per sender at saturation (-rate 0)")
-	fs.BoolVar(&c.acked, "acked", false, "lepeerchat: send signals that the server answers with \"ok\", instead of quiet ones as the web client does")
+	fs.BoolVar(&c.acked, "acked", false, "lepeerchat: send signals that the server answers with \"ok\", instead of quiet ones as the web client does (a server that predates quiet signals refuses those)")
 	fs.IntVar(&c.pacers, "pacers", 4, "pacing goroutines sharing the senders (open loop)")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "traffic before measuring")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time (max 10m)")

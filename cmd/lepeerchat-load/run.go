@@ -45,7 +45,6 @@ type run struct {
 	delivered atomic.Uint64 // in window
 	sent      atomic.Uint64 // in window
 	allRecv   atomic.Uint64
-	oks       atomic.Uint64
 	maxLag    atomic.Int64 // how far a pacer fell behind its schedule, ns
 	stopping  atomic.Bool
 
@@ -608,8 +607,7 @@ func (r *run) classify(p *peer, msg []byte) {
 		return
 	}
 	if bytes.Equal(msg, okLP) || bytes.HasPrefix(msg, []byte(`{"re":`)) && bytes.HasSuffix(msg, []byte(`"type":"ok"}`)) {
-		r.oks.Add(1)
-		return
+		return // the answer to an -acked signal
 	}
 	if bytes.Contains(msg, errMarker) {
 		code := "error"

@@ -5,7 +5,7 @@
  *
  * The module knows nothing of the page or of the server protocol. It takes a
  * signaller (anything with `send(to, data)`; the room page passes a thin
- * wrapper around ServerConnection.request("signal", …)) and is fed incoming
+ * wrapper around ServerConnection.signal(…)) and is fed incoming
  * signals through {@link Mesh#handleSignal}.
  *
  * Signal data (the `data` object of a protocol "signal" message) has one of
@@ -55,8 +55,11 @@
 /** @typedef {'connecting' | 'direct' | 'relayed' | 'failed'} PeerStateName */
 
 /**
- * Where signals go. `send` resolves when the server accepted the message and
- * rejects when it refused it (for example, the member went offline).
+ * Where signals go. `send` resolves once the message is on its way (or
+ * when the server accepted it) and rejects when it could not be sent or,
+ * for a signaller that waits for the answer, was refused. The room page's
+ * signaller sends quiet signals: the server's refusals (the member went
+ * offline) are only logged.
  * @typedef {{ send(to: string, data: object): Promise<void> }} Signaller
  */
 
@@ -310,7 +313,7 @@ class Peer {
  * The mesh of peer connections of one member in one room.
  *
  * @example
- *   const mesh = new Mesh({ selfId, signaller: { send: (to, data) => conn.request('signal', { to, data }).then(() => {}) }, iceServers });
+ *   const mesh = new Mesh({ selfId, signaller: { send: (to, data) => conn.signal(to, data) }, iceServers });
  *   conn.addEventListener('signal', (e) => mesh.handleSignal(e.detail.from, e.detail.data));
  *   for (const m of room.members) if (m.online && m.id !== selfId) mesh.addPeer(m.id);
  */
@@ -835,8 +838,9 @@ export class Mesh extends EventTarget {
 	}
 
 	/**
-	 * Sends a signal to a peer; failures (the member went offline) are
-	 * reported, not thrown: the offer watchdog and ICE restarts recover.
+	 * Sends a signal to a peer; failures the signaller reports are
+	 * emitted as "error", not thrown: the offer watchdog and ICE restarts
+	 * recover from a signal that was lost.
 	 * @param {Peer} p
 	 * @param {object} data
 	 */
