@@ -210,6 +210,16 @@ func meshRoom(t *testing.T, srv *server, autoAdd bool, names ...string) []*meshM
 	return out
 }
 
+// directPair is a room of two members, A and B, on a server of their own,
+// once each sees the other connected directly.
+func directPair(t *testing.T) []*meshMember {
+	t.Helper()
+	ms := meshRoom(t, startServer(t, ""), true, "A", "B")
+	ms[0].waitConnected("direct", ms[1])
+	ms[1].waitConnected("direct", ms[0])
+	return ms
+}
+
 // meshJoin adds one more member to the room of owner.
 func meshJoin(t *testing.T, srv *server, owner *meshMember, name string) *meshMember {
 	t.Helper()
@@ -483,11 +493,8 @@ func TestMeshMediaShareAndStop(t *testing.T) {
 // the polite side asks for restarts), which TestMeshMediaNeedsNoNegotiation
 // checks; a collision needs another implementation or this test's forcing.
 func TestMeshGlareResolves(t *testing.T) {
-	srv := startServer(t, "")
-	ms := meshRoom(t, srv, true, "A", "B")
+	ms := directPair(t)
 	a, b := ms[0], ms[1]
-	a.waitConnected("direct", b)
-	b.waitConnected("direct", a)
 
 	for _, m := range ms {
 		eval[bool](m.participant, `(T.hold(), true)`)
@@ -523,11 +530,8 @@ func TestMeshGlareResolves(t *testing.T) {
 // (the kinds have fixed slots, negotiated once), so nothing can collide,
 // and each side receives the other's camera every time.
 func TestMeshMediaNeedsNoNegotiation(t *testing.T) {
-	srv := startServer(t, "")
-	ms := meshRoom(t, srv, true, "A", "B")
+	ms := directPair(t)
 	a, b := ms[0], ms[1]
-	a.waitConnected("direct", b)
-	b.waitConnected("direct", a)
 	descriptions := func(m *meshMember) int {
 		return eval[int](m.participant, `T.sentLog.filter((s) => s.what === "offer" || s.what === "answer").length`)
 	}
