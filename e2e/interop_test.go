@@ -42,7 +42,11 @@ func TestInteropPionAndChromium(t *testing.T) {
 		t.Fatalf("pion never connected: %s", p.pc.ConnectionState())
 	}
 
-	// Chat, both ways; the browser acknowledges pion's message.
+	// Chat, both ways; the browser acknowledges pion's message. A connected
+	// peer connection may not have opened its data channel yet, and what the
+	// browser says before then reaches pion in the history instead: wait for
+	// the channel, so that the message goes out as itself.
+	a.until(fmt.Sprintf(`T.mesh.openPeers.includes(%q)`, p.self), "the browser's data channel to pion open")
 	eval[string](a.participant, `T.chat.send("hello pion").id`)
 	p.waitFor(ctx, "the browser's chat message", func() bool { return p.chatFromBrowser.Load() != nil })
 	if got := *p.chatFromBrowser.Load(); got != "hello pion" {
