@@ -29,7 +29,7 @@ echo "== fuzz (short runs)"
 # Bounded by a count of executions, not by a duration: with a duration, Go
 # can fail the run with a bare "context deadline exceeded" when a worker is
 # starved at the deadline on a loaded machine (golang/go#75804).
-for target in FuzzDecode FuzzScanSignal FuzzJSONScanner; do
+for target in FuzzDecode FuzzScanSignal FuzzJSONScanner FuzzFrameReader; do
 	go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-200000x}" ./signal/
 done
 go test -run '^$' -fuzz '^FuzzNormalizeName$' -fuzztime "${FUZZTIME:-200000x}" ./room/

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"lepeerchat/room"
 	"lepeerchat/store"
 )
@@ -148,6 +146,6 @@ func (c clusterNode) Evicted() {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	for sess := range c.s.sessions {
-		sess.close(websocket.StatusGoingAway, "server lost its place in the cluster: reconnect")
+		sess.close(closeGoingAway, "server lost its place in the cluster: reconnect")
 	}
 }

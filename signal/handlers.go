@@ -89,7 +89,7 @@ func (s *session) ok(id *uint64, typ string) {
 		}
 		return
 	}
-	s.send(encode(header{Re: id, Type: typ}))
+	s.reply(encode(header{Re: id, Type: typ}))
 }
 
 // replyOK sends {"re":id,"type":"ok"}, or {"type":"ok"} without an id,
@@ -206,7 +206,7 @@ func (s *session) attach(ctx context.Context, id *uint64, roomID, memberID, secr
 	s.srv.reaper.track(r)
 
 	self := r.Members[memberID]
-	s.send(encode(joinedReply{
+	s.reply(encode(joinedReply{
 		header:  header{Re: id, Type: "joined"},
 		Room:    viewOf(r),
 		Self:    selfView{ID: self.ID, Name: self.Name, Secret: secret},
@@ -288,7 +288,7 @@ func (s *session) handleMember(ctx context.Context, req *request) error {
 		if err != nil {
 			return err
 		}
-		s.send(encode(inviteReply{header: header{Re: req.ID, Type: "invite"}, Invite: inviteOf(in, tok.Token)}))
+		s.reply(encode(inviteReply{header: header{Re: req.ID, Type: "invite"}, Invite: inviteOf(in, tok.Token)}))
 	case "invites":
 		r, err := cfg.Store.Get(ctx, att.room)
 		if errors.Is(err, store.ErrNotFound) {
@@ -304,7 +304,7 @@ func (s *session) handleMember(ctx context.Context, req *request) error {
 		for _, in := range r.ActiveInvites(now) {
 			reply.Invites = append(reply.Invites, inviteOf(in, ""))
 		}
-		s.send(encode(reply))
+		s.reply(encode(reply))
 	case "revoke":
 		if _, err := s.update(ctx, att, func(r *room.Room) error { return r.Revoke(att.member, req.revoke.Invite) }); err != nil {
 			return err
@@ -406,7 +406,7 @@ func (s *session) invitation(ctx context.Context, req *request) error {
 	}
 	reply := invitationReply{header: header{Re: req.ID, Type: "invitation"}}
 	reply.Room.ID, reply.Room.Name = r.ID, r.Name
-	s.send(encode(reply))
+	s.reply(encode(reply))
 	return nil
 }
 
@@ -434,7 +434,7 @@ func (s *session) status(ctx context.Context, req *request) error {
 		}
 		reply.Rooms = append(reply.Rooms, st)
 	}
-	s.send(encode(reply))
+	s.reply(encode(reply))
 	return nil
 }
 

@@ -130,15 +130,25 @@ func TestFloodIsThrottledThenCut(t *testing.T) {
 }
 
 func TestForeignOriginIsRefused(t *testing.T) {
-	ts := startServer(t, "", func(c *Config) { c.OriginPatterns = []string{"friend.example"} })
+	ts := startServer(t, "", func(c *Config) {
+		c.OriginPatterns = []string{"friend.example", "*.Pals.example", "https://secure.example"}
+	})
 	for _, tt := range []struct {
 		origin string
 		ok     bool
 	}{
 		{"", true},
 		{ts.http.URL, true},
+		{strings.ToUpper(ts.http.URL), true},
 		{"https://friend.example", true},
+		{"http://friend.example", true},
+		{"https://friend.example:8443", false},
+		{"https://a.pals.example", true},
+		{"https://pals.example", false},
+		{"https://secure.example", true},
+		{"http://secure.example", false},
 		{"https://evil.example", false},
+		{"null", false},
 	} {
 		h := http.Header{}
 		if tt.origin != "" {

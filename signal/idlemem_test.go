@@ -36,6 +36,12 @@ func TestIdleMemoryProfile(t *testing.T) {
 		want = n
 	}
 	cpu := os.Getenv("LEPEERCHAT_CPU_PROFILE") == "1"
+	if !cpu {
+		// Every allocation recorded: per-connection objects are a few
+		// hundred bytes, far below the default sampling interval.
+		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+		runtime.MemProfileRate = 1
+	}
 	ts := startServer(t, "", func(c *Config) {
 		c.MaxConnsPerIP = 1 << 20
 		if cpu {

@@ -113,7 +113,7 @@ func TestSlowConsumerIsCutAndOthersAreNot(t *testing.T) {
 		code := sess.closedWith
 		sess.mu.Unlock()
 		if code != 0 {
-			if code != websocket.StatusPolicyViolation {
+			if code != closePolicyViolation {
 				t.Fatalf("closed with %v, want policy violation", code)
 			}
 			break

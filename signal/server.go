@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
@@ -207,7 +206,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	for sess := range s.sessions {
-		sess.close(websocket.StatusGoingAway, "server shutting down")
+		sess.close(closeGoingAway, "server shutting down")
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
@@ -272,21 +271,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 		return
 	}
-	uw := &upgradeWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
-	conn, err := websocket.Accept(uw, r, &websocket.AcceptOptions{
-		Subprotocols:   []string{Subprotocol},
-		OriginPatterns: s.cfg.OriginPatterns,
-	})
+	conn, early, err := upgrade(w, r, s.cfg.OriginPatterns)
 	if err != nil {
 		s.release(ip)
 		s.cfg.Logger.Debug("websocket upgrade refused", "ip", ip, "err", err)
 		return
 	}
-	uw.accepted()
-	sess := s.newSession(conn, uw, ip)
+	sess := s.newSession(newWireConn(conn, s.cfg.WriteTimeout, early), ip)
 	if sess == nil {
 		s.release(ip)
-		conn.Close(websocket.StatusGoingAway, "server shutting down")
+		// A close frame with no session behind it (RFC 6455, 5.5.1).
+		conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		conn.Write(closeFrameBytes(closeGoingAway, "server shutting down"))
+		conn.Close()
 		return
 	}
 	// The session runs on a goroutine of its own and this handler
@@ -306,20 +303,20 @@ func (s *Server) serve(sess *session, ctx context.Context) {
 		if v := recover(); v != nil {
 			s.cfg.Logger.Error("session panicked", "conn", sess.key.Key(), "ip", sess.ip,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			sess.conn.CloseNow()
+			sess.wire.Close()
 		}
 	}()
 	sess.run(ctx)
 }
 
-func (s *Server) newSession(conn *websocket.Conn, up *upgradeWriter, ip string) *session {
+func (s *Server) newSession(wire *wireConn, ip string) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return nil
 	}
 	s.nextConn++
-	sess := newSession(s, conn, up, ip, room.Conn{Node: s.cfg.Node, ID: fmt.Sprint(s.nextConn)})
+	sess := newSession(s, wire, ip, room.Conn{Node: s.cfg.Node, ID: fmt.Sprint(s.nextConn)})
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	return sess

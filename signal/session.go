@@ -1,15 +1,12 @@
 package signal
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
 	"lepeerchat/room"
@@ -38,14 +35,9 @@ const (
 // timer pings the client now and then. So an idle connection has one
 // goroutine, blocked reading, and holds no buffer of its own.
 type session struct {
-	srv  *Server
-	conn *websocket.Conn
-	wire *wireConn
-	br   *bufio.Reader // the library's read-ahead, to see if a frame is waiting
-	// brMu orders the read loop's look at br with the close handshake,
-	// which reads from br on its own goroutine once brDone is set.
-	brMu    sync.Mutex
-	brDone  bool
+	srv     *Server
+	wire    *wireConn
+	frames  frameReader
 	ip      string
 	key     room.Conn
 	limiter *rate.Limiter
@@ -53,14 +45,20 @@ type session struct {
 	// qmu guards the outgoing queue: queue holds the messages waiting
 	// (nil when there are none); writing is set while a goroutine writes
 	// them (at most one does); full is set once the client fell too far
-	// behind or the connection failed: from then on nothing more is
-	// queued, so that what the client receives before the close frame has
-	// no gap. writers counts the writer goroutines.
-	qmu     sync.Mutex
-	queue   *outbox
-	writing bool
-	full    bool
-	writers sync.WaitGroup
+	// behind, the connection failed or the session is closing: from then
+	// on nothing more is queued, so that what the client receives before
+	// the close frame has no gap. closeFrame is the payload of the close
+	// frame to write once the queue is empty. writers counts the writer
+	// goroutines.
+	qmu        sync.Mutex
+	queue      *outbox
+	writing    bool
+	full       bool
+	closeFrame []byte
+	writers    sync.WaitGroup
+	// taken, when a reader waits on it (awaitWriter), is closed when the
+	// writer next takes the queue.
+	taken chan struct{}
 
 	// ctx carries the request's host (for ICE servers) and is never
 	// cancelled: the session ends by closing its connection, and
@@ -68,24 +66,26 @@ type session struct {
 	// once a first store operation had derived from it.
 	ctx context.Context
 
-	// pingTimer starts a ping every PingInterval; pings counts the pings
-	// under way.
+	// pingTimer pings the client every PingInterval, and cuts the
+	// connection when a ping is not answered within PongTimeout.
 	pingTimer *time.Timer
-	pings     sync.WaitGroup
 
 	mu sync.Mutex
 	// att is the room membership this connection speaks for, if any.
 	att *attachment
-	// ended is set, under mu, once run waits for the close handshake.
+	// ended is set once the connection is done with.
 	ended bool
-	// closedWith is the close code the server chose, if it chose one.
-	closedWith websocket.StatusCode
+	// awaitingPong is set while a ping is unanswered.
+	awaitingPong bool
+	// closedWith is the code of the close frame the server sent or
+	// answered with, once it did.
+	closedWith closeCode
 
-	// closeOnce guards the close handshake, which runs in the background
-	// (closing may be decided on another session's goroutine) and which
-	// run waits for.
-	closeOnce sync.Once
-	closing   sync.WaitGroup
+	// closeOnce guards the closing handshake: the close frame, and the
+	// timer (closeTimer) that cuts the connection if the client does not
+	// answer it.
+	closeOnce  sync.Once
+	closeTimer *time.Timer
 }
 
 // attachment binds a session to one member of one room.
@@ -96,12 +96,11 @@ type attachment struct {
 	signalHead []byte
 }
 
-func newSession(srv *Server, conn *websocket.Conn, up *upgradeWriter, ip string, key room.Conn) *session {
+func newSession(srv *Server, wire *wireConn, ip string, key room.Conn) *session {
 	return &session{
 		srv:     srv,
-		conn:    conn,
-		wire:    up.wire,
-		br:      up.br,
+		wire:    wire,
+		frames:  frameReader{max: srv.cfg.MaxMessageBytes, hardMax: srv.cfg.MaxMessageBytes * hardLimitFactor},
 		ip:      ip,
 		key:     key,
 		limiter: rate.NewLimiter(srv.cfg.Rate, srv.cfg.Burst),
@@ -120,8 +119,9 @@ func (s *session) run(parent context.Context) {
 func (s *session) start(parent context.Context) {
 	s.ctx = context.WithoutCancel(parent)
 	cfg := &s.srv.cfg
-	s.conn.SetReadLimit(int64(cfg.MaxMessageBytes) * hardLimitFactor)
+	s.mu.Lock() // the timer's goroutine reads pingTimer under mu
 	s.pingTimer = time.AfterFunc(cfg.PingInterval, s.ping)
+	s.mu.Unlock()
 	s.reply(encode(welcomeMessage{
 		header:   header{Type: "welcome"},
 		Version:  Version,
@@ -149,70 +149,88 @@ func (s *session) finish(err error) {
 	s.writers.Wait()
 	s.mu.Lock()
 	s.ended = true
+	if s.closeTimer != nil {
+		s.closeTimer.Stop()
+	}
 	s.mu.Unlock()
-	s.closing.Wait()
-	s.conn.CloseNow()
-	s.pings.Wait()
+	s.wire.Close()
+	s.frames.release()
 	s.srv.cfg.Logger.Debug("session ended", "conn", s.key.Key(), "ip", s.ip, "err", err)
 }
 
-// readLoop reads one frame at a time and answers it. It returns when the
-// connection fails or is closed: it reads without a context of its own
-// (one that can be cancelled costs the library a timer per read), so
-// whatever ends the session closes the connection.
+// readLoop reads the client's frames and answers them. It returns when
+// the connection fails, the client closes it, or the client answers the
+// server's close frame; whatever ends the session closes the connection.
 func (s *session) readLoop() error {
 	// Refusals for going over the rate are themselves limited: a client
 	// that keeps being refused is cut, however fast it floods.
 	var strikes *rate.Limiter
 	for {
-		// Replies go out when no other frame is already read ahead (a
-		// client that sends several at once gets their replies in one
+		// Replies go out when nothing more is read ahead (a client that
+		// sends several messages at once gets their replies in one
 		// write), or once ownBatch of them wait (a client that keeps
 		// the input busy is not left without them); then the loop waits
-		// for the next frame high on its stack, so that the stack of an
-		// idle connection can shrink.
-		if !s.readAhead() {
+		// for more high on its stack, so that the stack of an idle
+		// connection can shrink.
+		if len(s.wire.unread) == 0 {
 			s.flushOwn()
 			if err := s.wire.fill(); err != nil {
 				return err
 			}
 		} else if s.queued() >= ownBatch {
 			s.flushOwn()
+			s.awaitWriter()
 		}
-		typ, r, err := s.conn.Reader(context.Background())
+		kind, payload, used, err := s.frames.next(s.wire.unread)
 		if err != nil {
+			if fe, ok := errors.AsType[*frameError](err); ok {
+				s.close(fe.code, fe.reason)
+			}
 			return err
 		}
-		// A frame is arriving: only now take a buffer, so that an idle
-		// connection holds none.
-		pbuf := readPool.Get().(*[]byte)
-		buf, err := readFrame((*pbuf)[:0], r, s.srv.cfg.MaxMessageBytes)
-		if err != nil && !errors.Is(err, errTooLarge) {
-			putReadBuf(pbuf, buf)
-			return err
-		}
-		if !s.limiter.Allow() {
-			putReadBuf(pbuf, buf)
-			if strikes == nil {
-				strikes = rate.NewLimiter(rate.Every(strikeWindow/maxStrikes), maxStrikes)
+		switch kind {
+		case inMore:
+		case inPing:
+			s.wire.writeControl(opPong, payload) // a failed write ends the next read
+		case inPong:
+			s.ponged()
+		case inClose:
+			code, _ := closePayload(payload)
+			s.close(code, "")
+			return &closeError{code}
+		default:
+			if s.closing() {
+				break // the client has yet to read the close frame
 			}
-			if !strikes.Allow() {
-				s.close(websocket.StatusPolicyViolation, "rate limit exceeded")
-				return errors.New("rate limit exceeded")
+			if !s.limiter.Allow() {
+				if strikes == nil {
+					strikes = rate.NewLimiter(rate.Every(strikeWindow/maxStrikes), maxStrikes)
+				}
+				if !strikes.Allow() {
+					s.close(closePolicyViolation, "rate limit exceeded")
+					break
+				}
+				s.refuse(nil, CodeRateLimited, "too many messages: slow down")
+				break
 			}
-			s.refuse(nil, CodeRateLimited, "too many messages: slow down")
-		} else {
-			switch {
-			case typ != websocket.MessageText:
+			switch kind {
+			case inBinary:
 				s.refuse(nil, CodeBinaryFrame, "binary messages are not part of the protocol: send JSON text")
-			case err != nil:
+			case inTooLarge:
 				s.refuse(nil, CodeTooLarge, fmt.Sprintf("a message may have at most %d bytes", s.srv.cfg.MaxMessageBytes))
 			default:
-				s.handle(buf)
+				s.handle(payload)
 			}
-			putReadBuf(pbuf, buf)
 		}
+		s.wire.consume(used)
 	}
+}
+
+// closeError ends a session the client closed.
+type closeError struct{ code closeCode }
+
+func (e *closeError) Error() string {
+	return fmt.Sprintf("websocket: closed by the client (%d)", e.code)
 }
 
 // readPool holds the buffers frames are read into.
@@ -241,44 +259,6 @@ func (s *session) queued() int {
 	return s.queue.len()
 }
 
-// readAhead tells whether the library has read the start of another frame
-// already.
-func (s *session) readAhead() bool {
-	s.brMu.Lock()
-	defer s.brMu.Unlock()
-	return !s.brDone && (s.br != nil && s.br.Buffered() > 0 || s.wire.buffered() > 0)
-}
-
-var errTooLarge = errors.New("message too large")
-
-// readFrame reads a whole frame into buf. Past max bytes it drains the rest
-// of the frame (bounded by the connection's read limit) and reports
-// errTooLarge, so that the connection stays usable.
-func readFrame(buf []byte, r io.Reader, max int) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			if len(buf) > max {
-				if _, err := io.Copy(io.Discard, r); err != nil {
-					return buf, err
-				}
-				return buf, errTooLarge
-			}
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			if len(buf) > max {
-				return buf, errTooLarge
-			}
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
 // send queues a message for the client and makes sure a writer is at
 // work. A client too slow to take its messages is cut rather than allowed
 // to hold memory.
@@ -298,24 +278,41 @@ func (s *session) enqueue(msg []byte, start bool) {
 	if s.queue == nil {
 		s.queue = getOutbox()
 	} else if s.queue.len() >= outQueue {
+		// The queue is dropped: the close frame is what the client gets
+		// next.
 		s.full = true
+		putOutbox(s.queue)
+		s.queue = nil
 		s.qmu.Unlock()
-		s.close(websocket.StatusPolicyViolation, "too slow to receive messages")
+		s.close(closePolicyViolation, "too slow to receive messages")
 		return
 	}
 	s.queue.add(msg)
-	start = start && !s.writing
-	if start {
-		s.writing = true
-		s.writers.Add(1)
-	}
+	start = start && s.takeWriterRole()
 	s.qmu.Unlock()
 	if start {
-		go func() {
-			defer s.writers.Done()
-			s.drain()
-		}()
+		s.writeInBackground()
 	}
+}
+
+// takeWriterRole makes the caller the writer, unless a goroutine is. The
+// caller holds qmu.
+func (s *session) takeWriterRole() bool {
+	if s.writing {
+		return false
+	}
+	s.writing = true
+	s.writers.Add(1)
+	return true
+}
+
+// writeInBackground writes what is queued on a writer goroutine of its own,
+// for a caller that took the writer's role.
+func (s *session) writeInBackground() {
+	go func() {
+		defer s.writers.Done()
+		s.drain()
+	}()
 }
 
 // flushOwn writes what is queued on the calling goroutine, unless a
@@ -331,17 +328,50 @@ func (s *session) flushOwn() {
 	s.drain()
 }
 
+// awaitWriter waits, when a writer goroutine has the writer's role and
+// ownBatch replies or more wait behind it, until the writer takes them: a
+// client that keeps the input busy is slowed down to the pace at which it
+// reads, rather than taken for a slow reader because the writer had not
+// been scheduled yet.
+func (s *session) awaitWriter() {
+	s.qmu.Lock()
+	if !s.writing || s.queue == nil || s.queue.len() < ownBatch {
+		s.qmu.Unlock()
+		return
+	}
+	if s.taken == nil {
+		s.taken = make(chan struct{})
+	}
+	taken := s.taken
+	s.qmu.Unlock()
+	<-taken
+}
+
+// wakeReader ends awaitWriter's wait. The caller holds qmu.
+func (s *session) wakeReader() {
+	if s.taken != nil {
+		close(s.taken)
+		s.taken = nil
+	}
+}
+
 // drain writes what is queued, batch after batch, until nothing is left,
-// then gives up the writer's role. When a write fails the connection is
-// closed, which ends the read loop.
+// then the close frame if the session is closing, and gives up the
+// writer's role. When a write fails the connection is closed, which ends
+// the read loop.
 func (s *session) drain() {
 	for {
 		s.qmu.Lock()
-		batch := s.queue
+		batch, closeFrame := s.queue, s.closeFrame
 		s.queue = nil
+		s.wakeReader()
 		if batch == nil {
+			s.closeFrame = nil
 			s.writing = false
 			s.qmu.Unlock()
+			if closeFrame != nil {
+				s.wire.writeControl(opClose, closeFrame) // a failed write ends the read loop
+			}
 			return
 		}
 		s.qmu.Unlock()
@@ -354,8 +384,9 @@ func (s *session) drain() {
 				putOutbox(s.queue)
 				s.queue = nil
 			}
+			s.wakeReader()
 			s.qmu.Unlock()
-			s.conn.CloseNow()
+			s.wire.Close()
 			return
 		}
 	}
@@ -366,49 +397,82 @@ func (s *session) drain() {
 // deadline bounds them.
 func (s *session) writeBatch(b *outbox) error { return s.wire.writeText(b) }
 
-// ping runs on pingTimer's own goroutine: it pings the client and arms
-// the timer again once the pong is back, or closes the connection.
+// ping runs on pingTimer's own goroutine every PingInterval: it pings the
+// client, and cuts the connection if the last ping went unanswered for
+// PongTimeout.
 func (s *session) ping() {
 	s.mu.Lock()
-	if s.ended {
-		s.mu.Unlock()
-		return
+	ended, unanswered := s.ended, s.awaitingPong
+	if !ended && !unanswered {
+		s.awaitingPong = true
+		s.pingTimer.Reset(s.srv.cfg.PongTimeout)
 	}
-	s.pings.Add(1)
 	s.mu.Unlock()
-	defer s.pings.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.PongTimeout)
-	err := s.conn.Ping(ctx)
-	cancel()
-	if err != nil {
-		s.mu.Lock()
-		ended := s.ended
-		s.mu.Unlock()
-		if !ended {
-			s.srv.cfg.Logger.Debug("no pong: closing", "conn", s.key.Key(), "ip", s.ip)
-		}
-		s.conn.CloseNow()
-		return
+	switch {
+	case ended:
+	case unanswered:
+		s.srv.cfg.Logger.Debug("no pong: closing", "conn", s.key.Key(), "ip", s.ip)
+		s.wire.Close()
+	default:
+		s.wire.writeControl(opPing, nil) // a failed write ends the read loop
 	}
-	s.pingTimer.Reset(s.srv.cfg.PingInterval)
 }
 
-// close ends the connection with a close frame giving the reason. It does
-// not wait for the peer's answer beyond the library's own bound.
-func (s *session) close(code websocket.StatusCode, reason string) {
+// ponged notes the client's answer to a ping: the next one is due after
+// PingInterval.
+func (s *session) ponged() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.awaitingPong && !s.ended {
+		s.awaitingPong = false
+		s.pingTimer.Reset(s.srv.cfg.PingInterval)
+	}
+}
+
+// closeWait is how long the client has to answer the close frame before
+// the connection is cut.
+const closeWait = 5 * time.Second
+
+// close starts the closing handshake: the close frame, with code and
+// reason, goes out after what is queued and nothing is queued after it;
+// the read loop ends once the client answers, or the connection is cut
+// after closeWait. Called when the client's close frame came, it answers
+// it (closeNoStatus answers with an empty close frame).
+func (s *session) close(code closeCode, reason string) {
 	s.closeOnce.Do(func() {
+		var payload []byte
+		if code != closeNoStatus {
+			payload = closeFrameBytes(code, reason)[2:]
+		} else {
+			payload = []byte{}
+		}
 		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.closedWith = code
-		if !s.ended {
-			s.closing.Go(func() {
-				s.brMu.Lock()
-				s.brDone = true
-				s.brMu.Unlock()
-				s.conn.Close(code, reason)
-			})
+		ended := s.ended
+		if !ended {
+			s.closedWith = code
+			s.closeTimer = time.AfterFunc(closeWait, func() { s.wire.Close() })
+		}
+		s.mu.Unlock()
+		if ended {
+			return
+		}
+		s.qmu.Lock()
+		s.full = true
+		s.closeFrame = payload
+		start := s.takeWriterRole()
+		s.qmu.Unlock()
+		if start {
+			s.writeInBackground()
 		}
 	})
+}
+
+// closing tells whether the server sent, or is about to send, its close
+// frame.
+func (s *session) closing() bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.closeFrame != nil || s.full
 }
 
 // refuse sends a negative reply and counts it. It runs on the read loop.

@@ -23,8 +23,6 @@ func (c *wireConn) useRawReads(conn net.Conn) {
 // non-blocking read into a pooled chunk and reports false, with no chunk
 // held, when there is nothing to read yet.
 func (c *wireConn) readSocket(fd uintptr) bool {
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
 	if len(c.unread) > 0 || c.readErr != nil {
 		return true
 	}

@@ -1,0 +1,289 @@
+package signal
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+func TestHandshakesThatAreNotWebSocketAreRefused(t *testing.T) {
+	ts := startServer(t, "")
+	good := func() http.Header {
+		return http.Header{
+			"Connection":            {"keep-alive, Upgrade"},
+			"Upgrade":               {"websocket"},
+			"Sec-Websocket-Version": {"13"},
+			"Sec-Websocket-Key":     {"dGhlIHNhbXBsZSBub25jZQ=="},
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		method string
+		change func(http.Header)
+		status int
+	}{
+		{"a POST", http.MethodPost, func(http.Header) {}, http.StatusMethodNotAllowed},
+		{"no Upgrade header", http.MethodGet, func(h http.Header) { h.Del("Upgrade") }, http.StatusUpgradeRequired},
+		{"no upgrade in Connection", http.MethodGet, func(h http.Header) { h.Set("Connection", "keep-alive") }, http.StatusUpgradeRequired},
+		{"an older version", http.MethodGet, func(h http.Header) { h.Set("Sec-Websocket-Version", "8") }, http.StatusBadRequest},
+		{"no key", http.MethodGet, func(h http.Header) { h.Del("Sec-Websocket-Key") }, http.StatusBadRequest},
+		{"a key of the wrong size", http.MethodGet, func(h http.Header) { h.Set("Sec-Websocket-Key", "c2hvcnQ=") }, http.StatusBadRequest},
+		{"a foreign origin", http.MethodGet, func(h http.Header) { h.Set("Origin", "https://evil.example") }, http.StatusForbidden},
+		{"an origin that is not a URL", http.MethodGet, func(h http.Header) { h.Set("Origin", "::") }, http.StatusForbidden},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, ts.http.URL+"/ws", nil)
+			req.Header = good()
+			tt.change(req.Header)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || len(body) == 0 {
+				t.Fatalf("status %d %q, want %d with a reason", resp.StatusCode, body, tt.status)
+			}
+			if tt.status != http.StatusForbidden && resp.Header.Get("Sec-WebSocket-Version") != "13" {
+				t.Fatalf("%d without the version spoken: %v", tt.status, resp.Header)
+			}
+		})
+	}
+	// The refusals took no connection slot.
+	dial(t, ts).mustCall("ping", nil)
+}
+
+func TestSubprotocolIsChosenOnlyWhenOffered(t *testing.T) {
+	ts := startServer(t, "")
+	for _, offer := range [][]string{nil, {"other"}, {"other", Subprotocol}} {
+		conn, _, err := websocket.Dial(context.Background(), ts.wsURL(), &websocket.DialOptions{Subprotocols: offer})
+		if err != nil {
+			t.Fatalf("offering %v: %v", offer, err)
+		}
+		want := ""
+		if len(offer) == 2 {
+			want = Subprotocol
+		}
+		if got := conn.Subprotocol(); got != want {
+			t.Errorf("offering %v: subprotocol %q, want %q", offer, got, want)
+		}
+		conn.CloseNow()
+	}
+}
+
+// rawSocket opens a WebSocket by hand, sending after the handshake's
+// request whatever early holds, and returns the connection and a reader
+// past the server's answer.
+func rawSocket(t *testing.T, ts *testServer, early []byte) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(waitTimeout))
+	req := "GET /ws HTTP/1.1\r\nHost: " + conn.RemoteAddr().String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), early...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("Sec-WebSocket-Accept %q, not RFC 6455's answer to its example key", got)
+	}
+	return conn, br
+}
+
+// serverFrame reads one unmasked server frame.
+func serverFrame(t *testing.T, br *bufio.Reader) (op byte, payload []byte) {
+	t.Helper()
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		t.Fatalf("read a frame: %v", err)
+	}
+	size := int(h[1] & 0x7f)
+	switch size {
+	case 126:
+		var l [2]byte
+		io.ReadFull(br, l[:])
+		size = int(l[0])<<8 | int(l[1])
+	case 127:
+		t.Fatal("a 64-bit length from the server")
+	}
+	if h[1]&0x80 != 0 {
+		t.Fatal("a masked frame from the server")
+	}
+	payload = make([]byte, size)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		t.Fatal(err)
+	}
+	return h[0] & 0x0f, payload
+}
+
+// untilServerFrame reads server frames until one has opcode op.
+func untilServerFrame(t *testing.T, br *bufio.Reader, op byte) []byte {
+	t.Helper()
+	for {
+		if got, p := serverFrame(t, br); got == op {
+			return p
+		}
+	}
+}
+
+func TestFramesSentWithTheHandshakeAreNotLost(t *testing.T) {
+	ts := startServer(t, "")
+	_, br := rawSocket(t, ts, clientFrame(finBit|opText, []byte(`{"id":7,"type":"ping"}`), 0x12345678))
+	if _, p := serverFrame(t, br); !bytes.Contains(p, []byte(`"welcome"`)) {
+		t.Fatalf("first message %s, want the welcome", p)
+	}
+	if _, p := serverFrame(t, br); !bytes.Contains(p, []byte(`"re":7`)) {
+		t.Fatalf("answer %s, want the early ping's", p)
+	}
+}
+
+func TestControlFramesAndBreachesOnTheWire(t *testing.T) {
+	ts := startServer(t, "")
+	t.Run("a ping is answered with its payload", func(t *testing.T) {
+		conn, br := rawSocket(t, ts, nil)
+		conn.Write(clientFrame(finBit|opPing, []byte("hello?"), 9))
+		if p := untilServerFrame(t, br, opPong); string(p) != "hello?" {
+			t.Fatalf("pong %q", p)
+		}
+	})
+	t.Run("a close is answered with its code, then the connection ends", func(t *testing.T) {
+		conn, br := rawSocket(t, ts, nil)
+		conn.Write(clientFrame(finBit|opClose, []byte{0x0f, 0xa0, 'b', 'y', 'e'}, 9)) // 4000
+		if p := untilServerFrame(t, br, opClose); !bytes.Equal(p, []byte{0x0f, 0xa0}) {
+			t.Fatalf("close answered with % x", p)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("after the close: %v, want the end of the stream", err)
+		}
+	})
+	t.Run("a close with no code is answered with none", func(t *testing.T) {
+		conn, br := rawSocket(t, ts, nil)
+		conn.Write(clientFrame(finBit|opClose, nil, 9))
+		if p := untilServerFrame(t, br, opClose); len(p) != 0 {
+			t.Fatalf("close answered with % x", p)
+		}
+	})
+	t.Run("an unmasked frame ends the connection with a protocol error", func(t *testing.T) {
+		conn, br := rawSocket(t, ts, nil)
+		conn.Write([]byte{finBit | opText, 2, '{', '}'})
+		p := untilServerFrame(t, br, opClose)
+		if code, reason := closePayload(p); code != closeProtocolError || reason == "" {
+			t.Fatalf("closed with %d %q, want %d and a reason", code, reason, closeProtocolError)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("after the close: %v, want the end of the stream", err)
+		}
+	})
+	t.Run("a client that does not answer the close frame is cut", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("waits for closeWait")
+		}
+		conn, br := rawSocket(t, ts, nil)
+		conn.SetDeadline(time.Now().Add(closeWait + waitTimeout))
+		serverFrame(t, br) // the welcome
+		sessionOfConn(t, ts, conn).close(closeGoingAway, "test")
+		untilServerFrame(t, br, opClose)
+		start := time.Now()
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("after the close: %v, want the end of the stream", err)
+		}
+		if waited := time.Since(start); waited < closeWait/2 {
+			t.Fatalf("cut after %v, before the client had closeWait to answer", waited)
+		}
+	})
+}
+
+// sessionOfConn finds the session of the client end conn.
+func sessionOfConn(t *testing.T, ts *testServer, conn net.Conn) *session {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		ts.srv.mu.Lock()
+		for s := range ts.srv.sessions {
+			if s.wire.RemoteAddr().String() == conn.LocalAddr().String() {
+				ts.srv.mu.Unlock()
+				return s
+			}
+		}
+		ts.srv.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no session for the connection")
+	return nil
+}
+
+func TestSessionsWorkOverTLS(t *testing.T) {
+	// Over TLS the socket's readiness says nothing of whole records: the
+	// session reads through the TLS connection, holding a chunk as it
+	// waits.
+	ts := startServer(t, "")
+	tlsServer := httptest.NewTLSServer(ts.srv)
+	defer tlsServer.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(tlsServer.URL, "https")+"/ws",
+		&websocket.DialOptions{HTTPClient: tlsServer.Client(), Subprotocols: []string{Subprotocol}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	// A message larger than a read chunk, then a small one.
+	pad := strings.Repeat("x", 3*readChunk)
+	for _, m := range []string{`{"id":1,"type":"ping","pad":"` + pad + `"}`, `{"id":2,"type":"ping"}`} {
+		if err := conn.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want := 1; want <= 2; {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatalf("waiting for the answer to %d: %v", want, err)
+		}
+		if bytes.Contains(data, fmt.Appendf(nil, `"re":%d`, want)) {
+			want++
+		}
+	}
+	if err := conn.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatalf("closing handshake: %v", err)
+	}
+}
+
+func TestPingsGoOnWhileTheClientAnswers(t *testing.T) {
+	ts := startServer(t, "", func(c *Config) { c.PingInterval, c.PongTimeout = 20*time.Millisecond, 300*time.Millisecond })
+	conn, br := rawSocket(t, ts, nil)
+	// Each ping is answered late, but within PongTimeout: the pings go
+	// on, well past the timeout, and the connection stays.
+	for i := range 6 {
+		p := untilServerFrame(t, br, opPing)
+		time.Sleep(100 * time.Millisecond)
+		if _, err := conn.Write(clientFrame(finBit|opPong, p, uint32(i))); err != nil {
+			t.Fatalf("pong %d: %v", i, err)
+		}
+	}
+	conn.Write(clientFrame(finBit|opText, []byte(`{"id":1,"type":"ping"}`), 1))
+	for {
+		if op, p := serverFrame(t, br); op == opText && bytes.Contains(p, []byte(`"re":1`)) {
+			break
+		} else if op == opClose {
+			t.Fatalf("closed: %q", p)
+		}
+	}
+}
