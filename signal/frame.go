@@ -115,9 +115,7 @@ type frameReader struct {
 // only while in is: a whole message that lay in in is unmasked in place
 // and returned from there.
 func (r *frameReader) next(in []byte) (kind inKind, payload []byte, used int, err error) {
-	if r.msgOp == 0 {
-		r.release() // the buffer of the message returned last
-	}
+	r.rest()
 	for {
 		if !r.inFrame {
 			n, ok, err := r.header(in[used:])
@@ -321,6 +319,15 @@ func closePayload(p []byte) (closeCode, string) {
 		return closeNoStatus, ""
 	}
 	return closeCode(binary.BigEndian.Uint16(p)), string(p[2:])
+}
+
+// rest gives back the buffer of the message returned last, if it had
+// one, as the next call would: so that a connection waiting for more
+// holds no buffer.
+func (r *frameReader) rest() {
+	if r.msgOp == 0 {
+		r.release()
+	}
 }
 
 // release gives back the buffer the message under way or last returned was

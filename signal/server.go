@@ -133,6 +133,10 @@ type Server struct {
 	// leave takes this node out of its cluster; nil on a single node.
 	leave func()
 
+	// poller holds the sessions waiting for data, without a goroutine;
+	// nil where there is no epoll (every session then keeps one).
+	poller *poller
+
 	// signals counts signal messages (the relay's hot path skips the
 	// label lookup); localBus is set when the bus is the in-process one.
 	signals  prometheus.Counter
@@ -152,6 +156,11 @@ func New(cfg Config) (*Server, error) {
 	s.signals = cfg.Metrics.Messages.WithLabelValues("signal")
 	_, s.localBus = cfg.Bus.(*store.LocalBus)
 	s.reaper = newReaper(cfg.Store, cfg.Now, cfg.Logger, cfg.Metrics.Rooms.Dec)
+	if p, err := newPoller(s.resume); err == nil {
+		s.poller = p
+	} else {
+		cfg.Logger.Debug("sessions keep a goroutine each", "err", err)
+	}
 	return s, nil
 }
 
@@ -220,6 +229,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.reaper.stop()
 	select {
 	case <-done:
+		if s.poller != nil {
+			return s.poller.close()
+		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("signal shutdown: %w", ctx.Err())
@@ -294,19 +306,49 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go s.serve(sess, withHost(context.Background(), r.Host))
 }
 
-// serve runs a session on its own goroutine. As net/http does for
-// handlers, a panic is logged and ends only its connection.
+// serve runs a new session on its own goroutine (see step).
 func (s *Server) serve(sess *session, ctx context.Context) {
-	defer s.release(sess.ip)
-	defer s.forget(sess)
+	if s.step(sess, ctx) {
+		s.ended(sess)
+	}
+}
+
+// resume runs a session the poller found data for, on a new goroutine.
+func (s *Server) resume(sess *session) {
+	if s.step(sess, nil) {
+		s.ended(sess)
+	}
+}
+
+// step starts the session if ctx is given, then runs its read loop until
+// the session parks in the poller or ends, and reports whether it ended.
+// As net/http does for handlers, a panic is logged and ends only its
+// connection.
+func (s *Server) step(sess *session, ctx context.Context) (ended bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			s.cfg.Logger.Error("session panicked", "conn", sess.key.Key(), "ip", sess.ip,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			sess.unpoll()
 			sess.wire.Close()
+			ended = true
 		}
 	}()
-	sess.run(ctx)
+	if ctx != nil {
+		sess.start(ctx)
+	}
+	err := sess.readLoop()
+	if err == errParked {
+		return false
+	}
+	sess.finish(err)
+	return true
+}
+
+// ended lets a session's connection slot go.
+func (s *Server) ended(sess *session) {
+	s.forget(sess)
+	s.release(sess.ip)
 }
 
 func (s *Server) newSession(wire *wireConn, ip string) *session {
@@ -316,7 +358,7 @@ func (s *Server) newSession(wire *wireConn, ip string) *session {
 		return nil
 	}
 	s.nextConn++
-	sess := newSession(s, wire, ip, room.Conn{Node: s.cfg.Node, ID: fmt.Sprint(s.nextConn)})
+	sess := newSession(s, wire, ip, s.nextConn, room.Conn{Node: s.cfg.Node, ID: fmt.Sprint(s.nextConn)})
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	return sess

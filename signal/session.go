@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -35,12 +36,20 @@ const (
 // timer pings the client now and then. So an idle connection has one
 // goroutine, blocked reading, and holds no buffer of its own.
 type session struct {
-	srv     *Server
-	wire    *wireConn
-	frames  frameReader
+	srv    *Server
+	wire   *wireConn
+	frames frameReader
+	// seq numbers the connection on this node (the poller's key);
+	// parked is set while the session waits in the poller.
+	seq     uint64
+	parked  atomic.Bool
 	ip      string
 	key     room.Conn
 	limiter *rate.Limiter
+	// strikes limits the refusals for going over the rate: a client that
+	// keeps being refused is cut, however fast it floods. It is made at
+	// the first refusal. Only the read loop uses it.
+	strikes *rate.Limiter
 
 	// qmu guards the outgoing queue: queue holds the messages waiting
 	// (nil when there are none); writing is set while a goroutine writes
@@ -96,10 +105,11 @@ type attachment struct {
 	signalHead []byte
 }
 
-func newSession(srv *Server, wire *wireConn, ip string, key room.Conn) *session {
+func newSession(srv *Server, wire *wireConn, ip string, seq uint64, key room.Conn) *session {
 	return &session{
 		srv:     srv,
 		wire:    wire,
+		seq:     seq,
 		frames:  frameReader{max: srv.cfg.MaxMessageBytes, hardMax: srv.cfg.MaxMessageBytes * hardLimitFactor},
 		ip:      ip,
 		key:     key,
@@ -107,15 +117,9 @@ func newSession(srv *Server, wire *wireConn, ip string, key room.Conn) *session 
 	}
 }
 
-// run serves the connection until it ends, then records the disconnection.
-// It is kept small, with start and finish apart, because its frame stays
-// on the stack of an idle connection.
-func (s *session) run(parent context.Context) {
-	s.start(parent)
-	err := s.readLoop()
-	s.finish(err)
-}
-
+// start sends the welcome and starts the pings. The server then runs the
+// read loop (Server.step), as many times as the session parks in the
+// poller, and finish once it ends.
 func (s *session) start(parent context.Context) {
 	s.ctx = context.WithoutCancel(parent)
 	cfg := &s.srv.cfg
@@ -136,6 +140,7 @@ func (s *session) start(parent context.Context) {
 	}))
 }
 
+// finish records the disconnection and closes the connection.
 func (s *session) finish(err error) {
 	// Replies to the last messages, a refusal before a cut: a write
 	// under way or queued is finished, so that a close frame queued
@@ -153,6 +158,7 @@ func (s *session) finish(err error) {
 		s.closeTimer.Stop()
 	}
 	s.mu.Unlock()
+	s.unpoll()
 	s.wire.Close()
 	s.frames.release()
 	s.srv.cfg.Logger.Debug("session ended", "conn", s.key.Key(), "ip", s.ip, "err", err)
@@ -162,9 +168,6 @@ func (s *session) finish(err error) {
 // the connection fails, the client closes it, or the client answers the
 // server's close frame; whatever ends the session closes the connection.
 func (s *session) readLoop() error {
-	// Refusals for going over the rate are themselves limited: a client
-	// that keeps being refused is cut, however fast it floods.
-	var strikes *rate.Limiter
 	for {
 		// Replies go out when nothing more is read ahead (a client that
 		// sends several messages at once gets their replies in one
@@ -174,7 +177,18 @@ func (s *session) readLoop() error {
 		// connection can shrink.
 		if len(s.wire.unread) == 0 {
 			s.flushOwn()
-			if err := s.wire.fill(); err != nil {
+			s.frames.rest()
+			if p := s.srv.poller; p != nil && s.wire.raw != nil {
+				if err := s.wire.readNow(); err != nil {
+					return err
+				}
+				if len(s.wire.unread) == 0 {
+					if err := p.park(s); err != nil {
+						return err
+					}
+					return errParked
+				}
+			} else if err := s.wire.fill(); err != nil {
 				return err
 			}
 		} else if s.queued() >= ownBatch {
@@ -203,10 +217,10 @@ func (s *session) readLoop() error {
 				break // the client has yet to read the close frame
 			}
 			if !s.limiter.Allow() {
-				if strikes == nil {
-					strikes = rate.NewLimiter(rate.Every(strikeWindow/maxStrikes), maxStrikes)
+				if s.strikes == nil {
+					s.strikes = rate.NewLimiter(rate.Every(strikeWindow/maxStrikes), maxStrikes)
 				}
-				if !strikes.Allow() {
+				if !s.strikes.Allow() {
 					s.close(closePolicyViolation, "rate limit exceeded")
 					break
 				}
@@ -225,6 +239,10 @@ func (s *session) readLoop() error {
 		s.wire.consume(used)
 	}
 }
+
+// errParked ends the read loop of a session whose socket is armed in the
+// poller: it is resumed, on another goroutine, when data comes.
+var errParked = errors.New("parked until data comes")
 
 // closeError ends a session the client closed.
 type closeError struct{ code closeCode }
@@ -369,8 +387,8 @@ func (s *session) drain() {
 			s.closeFrame = nil
 			s.writing = false
 			s.qmu.Unlock()
-			if closeFrame != nil {
-				s.wire.writeControl(opClose, closeFrame) // a failed write ends the read loop
+			if closeFrame != nil && s.wire.writeControl(opClose, closeFrame) != nil {
+				s.hangUp()
 			}
 			return
 		}
@@ -386,7 +404,7 @@ func (s *session) drain() {
 			}
 			s.wakeReader()
 			s.qmu.Unlock()
-			s.wire.Close()
+			s.hangUp()
 			return
 		}
 	}
@@ -401,6 +419,9 @@ func (s *session) writeBatch(b *outbox) error { return s.wire.writeText(b) }
 // client, and cuts the connection if the last ping went unanswered for
 // PongTimeout.
 func (s *session) ping() {
+	if s.closing() {
+		return // the close timer bounds what is left
+	}
 	s.mu.Lock()
 	ended, unanswered := s.ended, s.awaitingPong
 	if !ended && !unanswered {
@@ -412,9 +433,11 @@ func (s *session) ping() {
 	case ended:
 	case unanswered:
 		s.srv.cfg.Logger.Debug("no pong: closing", "conn", s.key.Key(), "ip", s.ip)
-		s.wire.Close()
+		s.hangUp()
 	default:
-		s.wire.writeControl(opPing, nil) // a failed write ends the read loop
+		if s.wire.writeControl(opPing, nil) != nil {
+			s.hangUp()
+		}
 	}
 }
 
@@ -450,7 +473,7 @@ func (s *session) close(code closeCode, reason string) {
 		ended := s.ended
 		if !ended {
 			s.closedWith = code
-			s.closeTimer = time.AfterFunc(closeWait, func() { s.wire.Close() })
+			s.closeTimer = time.AfterFunc(closeWait, s.hangUp)
 		}
 		s.mu.Unlock()
 		if ended {
@@ -465,6 +488,23 @@ func (s *session) close(code closeCode, reason string) {
 			s.writeInBackground()
 		}
 	})
+}
+
+// hangUp ends the connection from any goroutine: the session, wherever it
+// waits for data, finds the end and finishes.
+func (s *session) hangUp() {
+	s.wire.hangUp()
+	if p := s.srv.poller; p != nil {
+		p.wake(s)
+	}
+}
+
+// unpoll takes the session out of the poller, if it was ever in it. Only
+// the goroutine running the session calls it, before the socket closes.
+func (s *session) unpoll() {
+	if p := s.srv.poller; p != nil && s.wire.raw != nil {
+		p.forget(s)
+	}
 }
 
 // closing tells whether the server sent, or is about to send, its close

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -26,17 +27,21 @@ type wireConn struct {
 	// renewAt is when the write deadline is next moved forward: a write
 	// that makes no progress for between timeout/2 and timeout fails.
 	renewAt time.Time
+	// hungUp is set once the connection is being ended (hangUp): writes
+	// fail from then on.
+	hungUp atomic.Bool
 
 	// Reads, by the session's reading goroutine only. On a plain TCP
 	// connection (raw is set) the session waits for data in fill, with
 	// no buffer held, and data is read into a pooled chunk only once it
 	// is there; on others (TLS) a chunk is held while it waits. unread
 	// is what was read and not yet taken, in chunk or in early bytes.
-	raw      syscall.RawConn
-	chunk    *[]byte
-	unread   []byte
-	readErr  error
-	readOnce func(fd uintptr) bool
+	raw       syscall.RawConn
+	chunk     *[]byte
+	unread    []byte
+	readErr   error
+	readOnce  func(fd uintptr) bool // for raw.Read: waits until it read
+	readAvail func(fd uintptr)      // for raw.Control: reads what is there
 }
 
 // readChunk is the most read from the socket at once.
@@ -91,6 +96,31 @@ func (c *wireConn) fill() error {
 	return err
 }
 
+// readNow reads what a plain TCP socket has, if anything, without
+// waiting; unread stays empty when there was nothing.
+func (c *wireConn) readNow() error {
+	if c.readErr != nil {
+		return c.readErr
+	}
+	if err := c.raw.Control(c.readAvail); err != nil {
+		return err
+	}
+	return c.readErr
+}
+
+// hangUp ends the connection from any goroutine. The reading side is
+// shut, which wakes the session wherever it waits for data (in a read,
+// or parked in the poller) to find the end of the stream, finish and
+// close the socket; a write under way fails, and so does any after it.
+func (c *wireConn) hangUp() {
+	c.hungUp.Store(true)
+	c.Conn.SetWriteDeadline(time.Now())
+	if tc, ok := c.Conn.(*net.TCPConn); ok && tc.CloseRead() == nil {
+		return
+	}
+	c.Conn.Close()
+}
+
 // consume takes n unread bytes; the chunk goes back to the pool once all
 // of it is taken.
 func (c *wireConn) consume(n int) {
@@ -130,6 +160,11 @@ func (c *wireConn) writeLocked(p []byte) (int, error) {
 				return written, err
 			}
 			c.renewAt = now.Add(c.timeout / 2)
+		}
+		// Checked after the renewal: hangUp sets the flag before it
+		// moves the deadline to now, which a renewal must not undo.
+		if c.hungUp.Load() {
+			return written, net.ErrClosed
 		}
 		n, err := c.Conn.Write(p[:min(len(p), flushChunk)])
 		written += n

@@ -15,6 +15,7 @@ func (c *wireConn) useRawReads(conn net.Conn) {
 		if raw, err := tc.SyscallConn(); err == nil {
 			c.raw = raw
 			c.readOnce = c.readSocket
+			c.readAvail = func(fd uintptr) { c.readSocket(fd) }
 		}
 	}
 }
