@@ -60,7 +60,10 @@ func startServer(t testing.TB, dir string, opts ...func(*Config)) *testServer {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	cfg := Config{Store: st, Bus: store.NewLocalBus()}
+	// Sessions park in the poller after a millisecond of silence, so that
+	// every test takes them through parking and resuming; the cluster
+	// tests' nodes keep the default.
+	cfg := Config{Store: st, Bus: store.NewLocalBus(), IdleAfter: time.Millisecond}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -190,7 +190,7 @@ func sessionGoroutines() int {
 }
 
 func TestIdleSessionsHoldNoGoroutineAndLeaveNone(t *testing.T) {
-	ts := startServer(t, "", func(c *Config) { c.PingInterval = 30 * time.Millisecond })
+	ts := startServer(t, "", func(c *Config) { c.PingInterval, c.IdleAfter = 100*time.Millisecond, 20*time.Millisecond })
 	const n = 20
 	clients := make([]*client, n)
 	for i := range clients {

@@ -61,6 +61,12 @@ type Config struct {
 	PongTimeout  time.Duration
 	// WriteTimeout bounds one write to a client. Default 10 s.
 	WriteTimeout time.Duration
+	// IdleAfter is how long a session waits for its client on a goroutine
+	// of its own before it parks in the poller, where it holds none
+	// (Linux, plain TCP). A client that keeps talking costs no more per
+	// message than with a goroutine of its own; one that falls silent
+	// costs no stack. Default 1 s.
+	IdleAfter time.Duration
 
 	// ICE, when set, gives each member the STUN/TURN servers its browser
 	// uses: in the joined reply, then again (ice.servers) before their
@@ -101,6 +107,7 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.PingInterval, 20*time.Second)
 	setDefault(&c.PongTimeout, 20*time.Second)
 	setDefault(&c.WriteTimeout, 10*time.Second)
+	setDefault(&c.IdleAfter, time.Second)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

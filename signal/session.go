@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,17 +179,7 @@ func (s *session) readLoop() error {
 		if len(s.wire.unread) == 0 {
 			s.flushOwn()
 			s.frames.rest()
-			if p := s.srv.poller; p != nil && s.wire.raw != nil {
-				if err := s.wire.readNow(); err != nil {
-					return err
-				}
-				if len(s.wire.unread) == 0 {
-					if err := p.park(s); err != nil {
-						return err
-					}
-					return errParked
-				}
-			} else if err := s.wire.fill(); err != nil {
+			if err := s.await(); err != nil {
 				return err
 			}
 		} else if s.queued() >= ownBatch {
@@ -238,6 +229,26 @@ func (s *session) readLoop() error {
 		}
 		s.wire.consume(used)
 	}
+}
+
+// await waits until data is unread. A session with a poller and a plain
+// TCP socket that stays silent for IdleAfter (between half of it and all
+// of it, see wireConn.fillWithin) parks instead (errParked).
+func (s *session) await() error {
+	p := s.srv.poller
+	if p == nil || s.wire.raw == nil {
+		return s.wire.fill()
+	}
+	if err := s.wire.fillWithin(s.srv.cfg.IdleAfter); !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if err := s.wire.readNow(); err != nil || len(s.wire.unread) > 0 {
+		return err
+	}
+	if err := p.park(s); err != nil {
+		return err
+	}
+	return errParked
 }
 
 // errParked ends the read loop of a session whose socket is armed in the

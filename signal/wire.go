@@ -42,6 +42,8 @@ type wireConn struct {
 	readErr   error
 	readOnce  func(fd uintptr) bool // for raw.Read: waits until it read
 	readAvail func(fd uintptr)      // for raw.Control: reads what is there
+	// readUntil is the read deadline fillWithin last set.
+	readUntil time.Time
 }
 
 // readChunk is the most read from the socket at once.
@@ -94,6 +96,23 @@ func (c *wireConn) fill() error {
 	}
 	c.readErr = err
 	return err
+}
+
+// fillWithin is fill for a plain TCP socket, giving up with
+// os.ErrDeadlineExceeded once it waited between d/2 and d. The deadline is
+// moved only when less than d/2 of it is left, so that a busy connection
+// does not pay for a timer change per read.
+func (c *wireConn) fillWithin(d time.Duration) error {
+	if len(c.unread) > 0 {
+		return nil
+	}
+	if now := time.Now(); c.readUntil.Sub(now) < d/2 {
+		c.readUntil = now.Add(d)
+		if err := c.Conn.SetReadDeadline(c.readUntil); err != nil {
+			return err
+		}
+	}
+	return c.fill()
 }
 
 // readNow reads what a plain TCP socket has, if anything, without
