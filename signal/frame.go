@@ -44,10 +44,12 @@ const (
 	closeMessageTooBig   closeCode = 1009
 )
 
-// valid tells whether a peer may send code in a close frame (section 7.4).
+// valid tells whether a peer may send code in a close frame: the codes
+// registered for the wire (RFC 6455, section 7.4, and IANA's registry up
+// to 1014) and those for libraries and applications (3000–4999).
 func (c closeCode) valid() bool {
 	switch {
-	case c >= 1000 && c <= 1003, c >= 1007 && c <= 1011, c >= 3000 && c <= 4999:
+	case c >= 1000 && c <= 1003, c >= 1007 && c <= 1014, c >= 3000 && c <= 4999:
 		return true
 	}
 	return false

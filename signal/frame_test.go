@@ -217,3 +217,18 @@ func abs(n int) int {
 	}
 	return n
 }
+
+func TestCloseCodesAClientMaySend(t *testing.T) {
+	for _, tt := range []struct {
+		code closeCode
+		ok   bool
+	}{
+		{999, false}, {1000, true}, {1003, true}, {1004, false}, {1005, false}, {1006, false},
+		{1007, true}, {1011, true}, {1012, true}, {1014, true}, {1015, false}, {2999, false},
+		{3000, true}, {4999, true}, {5000, false},
+	} {
+		if got := tt.code.valid(); got != tt.ok {
+			t.Errorf("close code %d: valid = %v, want %v", tt.code, got, tt.ok)
+		}
+	}
+}

@@ -142,7 +142,9 @@ type Server struct {
 
 	// poller holds the sessions waiting for data, without a goroutine;
 	// nil where there is no epoll (every session then keeps one).
-	poller *poller
+	// parkFailed logs, once, that a session could not park.
+	poller     *poller
+	parkFailed sync.Once
 
 	// signals counts signal messages (the relay's hot path skips the
 	// label lookup); localBus is set when the bus is the in-process one.

@@ -148,19 +148,20 @@ func (s *session) finish(err error) {
 	// behind it is not lost.
 	s.flushOwn()
 	s.detach(false)
-	s.pingTimer.Stop()
-	s.qmu.Lock()
-	s.full = true
-	s.qmu.Unlock()
-	s.writers.Wait()
 	s.mu.Lock()
-	s.ended = true
+	s.ended = true // no ping or close timer is armed from now on
+	s.pingTimer.Stop()
 	if s.closeTimer != nil {
 		s.closeTimer.Stop()
 	}
 	s.mu.Unlock()
+	s.qmu.Lock()
+	s.full = true
+	s.qmu.Unlock()
+	s.writers.Wait()
 	s.unpoll()
 	s.wire.Close()
+	s.wire.consume(len(s.wire.unread))
 	s.frames.release()
 	s.srv.cfg.Logger.Debug("session ended", "conn", s.key.Key(), "ip", s.ip, "err", err)
 }
@@ -196,7 +197,14 @@ func (s *session) readLoop() error {
 		switch kind {
 		case inMore:
 		case inPing:
-			s.wire.writeControl(opPong, payload) // a failed write ends the next read
+			// A ping costs a token like a message; over the rate it is
+			// not answered.
+			if !s.allow() {
+				break
+			}
+			if err := s.wire.writeControl(opPong, payload); err != nil && !s.closing() {
+				s.hangUp()
+			}
 		case inPong:
 			s.ponged()
 		case inClose:
@@ -207,15 +215,7 @@ func (s *session) readLoop() error {
 			if s.closing() {
 				break // the client has yet to read the close frame
 			}
-			if !s.limiter.Allow() {
-				if s.strikes == nil {
-					s.strikes = rate.NewLimiter(rate.Every(strikeWindow/maxStrikes), maxStrikes)
-				}
-				if !s.strikes.Allow() {
-					s.close(closePolicyViolation, "rate limit exceeded")
-					break
-				}
-				s.refuse(nil, CodeRateLimited, "too many messages: slow down")
+			if !s.allow() {
 				break
 			}
 			switch kind {
@@ -246,9 +246,32 @@ func (s *session) await() error {
 		return err
 	}
 	if err := p.park(s); err != nil {
-		return err
+		// The session keeps its goroutine (epoll may be out of
+		// watches: fs.epoll.max_user_watches).
+		s.srv.parkFailed.Do(func() {
+			s.srv.cfg.Logger.Warn("idle sessions cannot park; they keep a goroutine each", "err", err)
+		})
+		return s.wire.fill()
 	}
 	return errParked
+}
+
+// allow takes a token for a frame from the rate limiter. Without one the
+// frame is refused with rate_limited, and a client refused too often is
+// cut.
+func (s *session) allow() bool {
+	if s.limiter.Allow() {
+		return true
+	}
+	if s.strikes == nil {
+		s.strikes = rate.NewLimiter(rate.Every(strikeWindow/maxStrikes), maxStrikes)
+	}
+	if !s.strikes.Allow() {
+		s.close(closePolicyViolation, "rate limit exceeded")
+		return false
+	}
+	s.refuse(nil, CodeRateLimited, "too many messages: slow down")
+	return false
 }
 
 // errParked ends the read loop of a session whose socket is armed in the

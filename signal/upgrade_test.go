@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 )
 
 func TestHandshakesThatAreNotWebSocketAreRefused(t *testing.T) {
@@ -285,5 +286,86 @@ func TestPingsGoOnWhileTheClientAnswers(t *testing.T) {
 		} else if op == opClose {
 			t.Fatalf("closed: %q", p)
 		}
+	}
+}
+
+func TestPingsCountAgainstTheRate(t *testing.T) {
+	ts := startServer(t, "", func(c *Config) { c.Rate, c.Burst = rate.Limit(1), 5 })
+	conn, br := rawSocket(t, ts, nil)
+	serverFrame(t, br) // the welcome
+	for i := range 5 {
+		conn.Write(clientFrame(finBit|opPing, []byte{byte(i)}, 3))
+		if p := untilServerFrame(t, br, opPong); !bytes.Equal(p, []byte{byte(i)}) {
+			t.Fatalf("pong %d carried % x", i, p)
+		}
+	}
+	conn.Write(clientFrame(finBit|opPing, []byte("over"), 3))
+	if op, p := serverFrame(t, br); op != opText || !bytes.Contains(p, []byte(`"rate_limited"`)) {
+		t.Fatalf("a ping over the rate got %x %q, want the rate_limited error", op, p)
+	}
+	for range maxStrikes {
+		conn.Write(clientFrame(finBit|opPing, nil, 3))
+	}
+	if code, _ := closePayload(untilServerFrame(t, br, opClose)); code != closePolicyViolation {
+		t.Fatalf("a ping flood closed with %d, want %d", code, closePolicyViolation)
+	}
+}
+
+func TestClientThatNeverReadsItsPongsIsCutWithWholeFrames(t *testing.T) {
+	ts := startServer(t, "", func(c *Config) {
+		c.Rate, c.Burst = 1e9, 1e9
+		c.WriteTimeout = 200 * time.Millisecond
+	})
+	conn, br := rawSocket(t, ts, nil)
+	payload := bytes.Repeat([]byte{'x'}, maxControlPayload)
+	var batch []byte
+	for range 1000 {
+		batch = append(batch, clientFrame(finBit|opPing, payload, 7)...)
+	}
+	// Ping without reading until the server stops taking them: its pong
+	// writes time out, and it hangs up.
+	conn.SetDeadline(time.Now().Add(waitTimeout))
+	for {
+		if _, err := conn.Write(batch); err != nil {
+			break
+		}
+	}
+	// What did arrive is whole frames up to the end: no pong cut short
+	// with another frame after it.
+	conn.SetDeadline(time.Now().Add(waitTimeout))
+	for frames := 0; ; frames++ {
+		var h [2]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			break // the end, possibly inside the last frame
+		}
+		op, size := h[0]&0x0f, int(h[1]&0x7f)
+		if h[0]&0x70 != 0 || h[1]&0x80 != 0 || size > 125 && op != opText {
+			t.Fatalf("frame %d: header % x: the stream is corrupt", frames, h)
+		}
+		if size == 126 {
+			var l [2]byte
+			io.ReadFull(br, l[:])
+			size = int(l[0])<<8 | int(l[1])
+		}
+		p := make([]byte, size)
+		if _, err := io.ReadFull(br, p); err != nil {
+			break
+		}
+		if op == opPong && !bytes.Equal(p, payload) {
+			t.Fatalf("frame %d: a pong carrying % x…", frames, p[:min(8, len(p))])
+		}
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		ts.srv.mu.Lock()
+		open := len(ts.srv.sessions)
+		ts.srv.mu.Unlock()
+		if open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session lives on after its writes failed")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

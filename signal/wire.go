@@ -27,8 +27,8 @@ type wireConn struct {
 	// renewAt is when the write deadline is next moved forward: a write
 	// that makes no progress for between timeout/2 and timeout fails.
 	renewAt time.Time
-	// hungUp is set once the connection is being ended (hangUp): writes
-	// fail from then on.
+	// hungUp is set once the connection is being ended (hangUp) or a
+	// write failed: writes fail from then on.
 	hungUp atomic.Bool
 
 	// Reads, by the session's reading goroutine only. On a plain TCP
@@ -189,6 +189,8 @@ func (c *wireConn) writeLocked(p []byte) (int, error) {
 		written += n
 		p = p[n:]
 		if err != nil {
+			// Part of a frame may have gone out: nothing may follow it.
+			c.hungUp.Store(true)
 			return written, err
 		}
 	}
