@@ -328,3 +328,50 @@ func TestPipelinedSignalsAreAllAnswered(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionsThatCannotParkKeepTheirGoroutine(t *testing.T) {
+	ts := startServer(t, "")
+	if ts.srv.poller == nil {
+		t.Skip("no poller here")
+	}
+	// A poller whose epoll set is gone refuses every session.
+	if err := ts.srv.poller.close(); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, ts)
+	owner := createRoom(c, "r", "Ann")
+	for range 3 {
+		time.Sleep(20 * time.Millisecond) // well over IdleAfter
+		c.mustCall("ping", nil)
+	}
+	if g := sessionGoroutines(); g != 1 {
+		t.Fatalf("%d goroutines run session code, want the one of the session that could not park", g)
+	}
+	d := dial(t, ts)
+	joinRoom(d, owner.room, invite(c, nil), "Bob")
+	c.event("member.joined")
+}
+
+func TestParkedSessionClosedUnderItEnds(t *testing.T) {
+	// A socket closed while armed leaves the epoll set without an event
+	// (the node kill of the cluster tests does this): the session still
+	// ends, at the latest when its next ping cannot be written.
+	ts := startServer(t, "", func(c *Config) { c.PingInterval = 50 * time.Millisecond })
+	a := dial(t, ts)
+	owner := createRoom(a, "r", "Ann")
+	b := dial(t, ts)
+	bob := joinRoom(b, owner.room, invite(a, nil), "Bob")
+	a.event("member.joined")
+	sess := sessionOf(t, ts, bob.id)
+	deadline := time.Now().Add(waitTimeout)
+	for !sess.parked.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("Bob's session never parked")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	sess.wire.Conn.Close()
+	if ev := a.event("member.disconnected"); ev.obj("member").str("name") != "Bob" {
+		t.Fatalf("member.disconnected = %v", ev)
+	}
+}

@@ -251,6 +251,9 @@ func (s *session) await() error {
 		s.srv.parkFailed.Do(func() {
 			s.srv.cfg.Logger.Warn("idle sessions cannot park; they keep a goroutine each", "err", err)
 		})
+		if err := s.wire.noReadDeadline(); err != nil {
+			return err
+		}
 		return s.wire.fill()
 	}
 	return errParked

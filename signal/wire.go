@@ -115,6 +115,12 @@ func (c *wireConn) fillWithin(d time.Duration) error {
 	return c.fill()
 }
 
+// noReadDeadline lifts the deadline fillWithin set, for a wait with none.
+func (c *wireConn) noReadDeadline() error {
+	c.readUntil = time.Time{}
+	return c.Conn.SetReadDeadline(time.Time{})
+}
+
 // readNow reads what a plain TCP socket has, if anything, without
 // waiting; unread stays empty when there was nothing.
 func (c *wireConn) readNow() error {
