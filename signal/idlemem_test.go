@@ -43,6 +43,7 @@ func TestIdleMemoryProfile(t *testing.T) {
 		runtime.MemProfileRate = 1
 	}
 	ts := startServer(t, "", func(c *Config) {
+		c.IdleAfter = 0 // the default of a real server, not the tests' millisecond
 		c.MaxConnsPerIP = 1 << 20
 		if cpu {
 			c.Rate, c.Burst = 1e6, 1e6

@@ -2,22 +2,32 @@ package store
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
 // LocalBus is the Bus of a single server node: subscriptions live in a map
 // and Send calls them directly.
+//
+// A member's subscriptions (one per connection, rarely more) are a slice
+// that is replaced, never changed in place, when one comes or goes: Send
+// takes it under a read lock and calls it after letting go.
 type LocalBus struct {
 	mu   sync.RWMutex
 	next uint64
-	subs map[busKey]map[uint64]func([]byte)
+	subs map[busKey][]subscription
 }
 
 type busKey struct{ room, member string }
 
+type subscription struct {
+	id      uint64
+	deliver func([]byte)
+}
+
 // NewLocalBus returns an empty LocalBus.
 func NewLocalBus() *LocalBus {
-	return &LocalBus{subs: make(map[busKey]map[uint64]func([]byte))}
+	return &LocalBus{subs: make(map[busKey][]subscription)}
 }
 
 // Subscribe implements Bus.
@@ -26,20 +36,19 @@ func (b *LocalBus) Subscribe(roomID, memberID string, deliver func([]byte)) (can
 	b.mu.Lock()
 	b.next++
 	id := b.next
-	if b.subs[k] == nil {
-		b.subs[k] = make(map[uint64]func([]byte))
-	}
-	b.subs[k][id] = deliver
+	b.subs[k] = append(slices.Clip(b.subs[k]), subscription{id, deliver})
 	b.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			b.mu.Lock()
-			delete(b.subs[k], id)
-			if len(b.subs[k]) == 0 {
+			defer b.mu.Unlock()
+			rest := slices.DeleteFunc(slices.Clone(b.subs[k]), func(s subscription) bool { return s.id == id })
+			if len(rest) == 0 {
 				delete(b.subs, k)
+			} else {
+				b.subs[k] = rest
 			}
-			b.mu.Unlock()
 		})
 	}
 }
@@ -49,22 +58,9 @@ func (b *LocalBus) Subscribe(roomID, memberID string, deliver func([]byte)) (can
 func (b *LocalBus) Send(_ context.Context, roomID, memberID string, msg []byte) (bool, error) {
 	b.mu.RLock()
 	subs := b.subs[busKey{roomID, memberID}]
-	var one func([]byte)
-	var many []func([]byte)
-	for _, deliver := range subs {
-		if one == nil {
-			one = deliver
-		} else {
-			many = append(many, deliver)
-		}
-	}
 	b.mu.RUnlock()
-	if one == nil {
-		return false, nil
+	for _, s := range subs {
+		s.deliver(msg)
 	}
-	one(msg)
-	for _, deliver := range many {
-		deliver(msg)
-	}
-	return true, nil
+	return len(subs) > 0, nil
 }
