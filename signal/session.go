@@ -30,12 +30,14 @@ const (
 	storeTimeout = 5 * time.Second
 )
 
-// session is one WebSocket connection. One goroutine (run) reads, decodes
-// and handles client messages one at a time, and writes its own replies
-// before it waits for more. Messages pushed by others start a writer
-// goroutine that writes everything queued and ends when nothing is left; a
-// timer pings the client now and then. So an idle connection has one
-// goroutine, blocked reading, and holds no buffer of its own.
+// session is one WebSocket connection. One goroutine at a time (readLoop)
+// reads, decodes and handles client messages one at a time, and writes its
+// own replies before it waits for more; once the client has been silent
+// for IdleAfter the session parks in the server's poller and that
+// goroutine ends, until data comes. Messages pushed by others start a
+// writer goroutine that writes everything queued and ends when nothing is
+// left; a timer pings the client now and then. So an idle connection has
+// no goroutine and holds no buffer of its own.
 type session struct {
 	srv    *Server
 	wire   *wireConn
@@ -175,8 +177,7 @@ func (s *session) readLoop() error {
 		// sends several messages at once gets their replies in one
 		// write), or once ownBatch of them wait (a client that keeps
 		// the input busy is not left without them); then the loop waits
-		// for more high on its stack, so that the stack of an idle
-		// connection can shrink.
+		// for more, or parks the session (await).
 		if len(s.wire.unread) == 0 {
 			s.flushOwn()
 			s.frames.rest()

@@ -20,9 +20,10 @@ func (c *wireConn) useRawReads(conn net.Conn) {
 	}
 }
 
-// readSocket is called by raw.Read until it returns true: it tries one
-// non-blocking read into a pooled chunk and reports false, with no chunk
-// held, when there is nothing to read yet.
+// readSocket is called by raw.Read until it returns true (fill), or once
+// by raw.Control (readNow): it tries one non-blocking read into a pooled
+// chunk and reports false, with no chunk held, when there is nothing to
+// read yet.
 func (c *wireConn) readSocket(fd uintptr) bool {
 	if len(c.unread) > 0 || c.readErr != nil {
 		return true
