@@ -102,6 +102,11 @@ func (p *poller) run() {
 // park arms s's socket: the poller resumes s once it can be read. The
 // caller's goroutine must then leave s alone: another may run it at once.
 func (p *poller) park(s *session) error {
+	select {
+	case <-p.done:
+		return errors.New("the poller has stopped")
+	default:
+	}
 	tok := s.seq
 	p.mu.Lock()
 	_, armedBefore := p.sessions[tok]
