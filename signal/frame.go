@@ -304,14 +304,16 @@ func (r *frameReader) controlFrame() (inKind, []byte, error) {
 	return inClose, p, nil
 }
 
-// closeFrameBytes is a whole server close frame with code and reason, the
-// reason cut to fit a control frame.
-func closeFrameBytes(code closeCode, reason string) []byte {
+// closeBody is the payload of a close frame with code and reason, the
+// reason cut to fit a control frame; closeNoStatus gives an empty one.
+func closeBody(code closeCode, reason string) []byte {
+	if code == closeNoStatus {
+		return []byte{}
+	}
 	if len(reason) > maxControlPayload-2 {
 		reason = reason[:maxControlPayload-2]
 	}
-	b := []byte{finBit | opClose, byte(2 + len(reason))}
-	b = binary.BigEndian.AppendUint16(b, uint16(code))
+	b := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
 	return append(b, reason...)
 }
 

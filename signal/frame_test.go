@@ -167,21 +167,22 @@ func TestFrameReaderRefusesBreachesOfTheProtocol(t *testing.T) {
 	}
 }
 
-func TestCloseFrameBytesFitAControlFrame(t *testing.T) {
+func TestCloseBodyFitsAControlFrame(t *testing.T) {
 	for _, tt := range []struct {
 		code   closeCode
 		reason string
 		want   []byte
 	}{
-		{closeNormal, "", []byte{0x88, 2, 0x03, 0xe8}},
-		{closeGoingAway, "bye", []byte{0x88, 5, 0x03, 0xe9, 'b', 'y', 'e'}},
+		{closeNormal, "", []byte{0x03, 0xe8}},
+		{closeGoingAway, "bye", []byte{0x03, 0xe9, 'b', 'y', 'e'}},
+		{closeNoStatus, "ignored", []byte{}},
 	} {
-		if got := closeFrameBytes(tt.code, tt.reason); !bytes.Equal(got, tt.want) {
-			t.Errorf("closeFrameBytes(%d, %q) = % x, want % x", tt.code, tt.reason, got, tt.want)
+		if got := closeBody(tt.code, tt.reason); !bytes.Equal(got, tt.want) || got == nil {
+			t.Errorf("closeBody(%d, %q) = % x, want % x", tt.code, tt.reason, got, tt.want)
 		}
 	}
-	if got := closeFrameBytes(closePolicyViolation, strings.Repeat("r", 200)); len(got) != 2+maxControlPayload || int(got[1]) != maxControlPayload {
-		t.Errorf("a long reason makes a frame of %d bytes (length byte %d)", len(got), got[1])
+	if got := closeBody(closePolicyViolation, strings.Repeat("r", 200)); len(got) != maxControlPayload {
+		t.Errorf("a long reason makes a body of %d bytes, want %d", len(got), maxControlPayload)
 	}
 }
 

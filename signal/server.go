@@ -298,13 +298,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Logger.Debug("websocket upgrade refused", "ip", ip, "err", err)
 		return
 	}
-	sess := s.newSession(newWireConn(conn, s.cfg.WriteTimeout, early), ip)
+	wire := newWireConn(conn, s.cfg.WriteTimeout, early)
+	sess := s.newSession(wire, ip)
 	if sess == nil {
 		s.release(ip)
 		// A close frame with no session behind it (RFC 6455, 5.5.1).
-		conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		conn.Write(closeFrameBytes(closeGoingAway, "server shutting down"))
-		conn.Close()
+		wire.writeControl(opClose, closeBody(closeGoingAway, "server shutting down"))
+		wire.Close()
 		return
 	}
 	// The session runs on a goroutine of its own and this handler

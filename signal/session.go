@@ -501,12 +501,6 @@ const closeWait = 5 * time.Second
 // it (closeNoStatus answers with an empty close frame).
 func (s *session) close(code closeCode, reason string) {
 	s.closeOnce.Do(func() {
-		var payload []byte
-		if code != closeNoStatus {
-			payload = closeFrameBytes(code, reason)[2:]
-		} else {
-			payload = []byte{}
-		}
 		s.mu.Lock()
 		ended := s.ended
 		if !ended {
@@ -519,7 +513,7 @@ func (s *session) close(code closeCode, reason string) {
 		}
 		s.qmu.Lock()
 		s.full = true
-		s.closeFrame = payload
+		s.closeFrame = closeBody(code, reason)
 		start := s.takeWriterRole()
 		s.qmu.Unlock()
 		if start {

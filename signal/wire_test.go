@@ -32,7 +32,7 @@ func TestNoDataFrameAfterTheCloseFrame(t *testing.T) {
 		t.Fatalf("a ping after the close frame: err = %v, want net.ErrClosed", err)
 	}
 	server.Close()
-	want := append(appendTextFrame(nil, []byte(`{"type":"ok"}`)), closeFrameBytes(closeNormal, "")...)
+	want := append(appendTextFrame(nil, []byte(`{"type":"ok"}`)), 0x88, 0x02, 0x03, 0xe8)
 	if b := <-got; string(b) != string(want) {
 		t.Fatalf("wire carried % x, want % x", b, want)
 	}
