@@ -1,14 +1,10 @@
 package signal
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -279,49 +275,20 @@ func TestPipelinedSignalsAreAllAnswered(t *testing.T) {
 	// always has the next one read ahead; the signals go to nobody, so
 	// that only the sender's queue fills.
 	ts := startServer(t, "", fastConfig)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.http.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(waitTimeout))
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", conn.RemoteAddr())
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: %v %v", resp, err)
-	}
-	// Client frames: masked, with a zero key, so the payload reads as is.
-	frame := func(b []byte, msg string) []byte {
-		b = append(b, 0x81, 0x80|byte(len(msg)), 0, 0, 0, 0)
-		return append(b, msg...)
-	}
-	var out []byte
-	out = frame(out, `{"id":1,"type":"create","room":"r","name":"Ann"}`)
+	conn, br := rawSocket(t, ts, nil)
+	out := clientFrame(finBit|opText, []byte(`{"id":1,"type":"create","room":"r","name":"Ann"}`), 0x0badf00d)
 	const n = 4 * outQueue
 	for i := 2; i <= n+1; i++ {
-		out = frame(out, fmt.Sprintf(`{"id":%d,"type":"signal","to":"nobody","data":{}}`, i))
+		out = append(out, clientFrame(finBit|opText, fmt.Appendf(nil, `{"id":%d,"type":"signal","to":"nobody","data":{}}`, i), uint32(i))...)
 	}
 	go conn.Write(out)
 	replies := 0
 	for replies < n+1 {
-		var h [2]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
-			t.Fatalf("after %d replies: %v", replies, err)
-		}
-		size := int(h[1] & 0x7f)
-		if size == 126 {
-			var l [2]byte
-			io.ReadFull(br, l[:])
-			size = int(l[0])<<8 | int(l[1])
-		}
-		payload := make([]byte, size)
-		if _, err := io.ReadFull(br, payload); err != nil {
-			t.Fatal(err)
-		}
+		op, payload, err := readServerFrame(br)
 		switch {
-		case h[0]&0x0f == 0x8:
+		case err != nil:
+			t.Fatalf("after %d replies: %v", replies, err)
+		case op == opClose:
 			t.Fatalf("closed after %d replies: %q", replies, payload[2:])
 		case bytes.Contains(payload, []byte(`"re":`)):
 			replies++

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -109,30 +111,43 @@ func rawSocket(t *testing.T, ts *testServer, early []byte) (net.Conn, *bufio.Rea
 	return conn, br
 }
 
-// serverFrame reads one unmasked server frame.
-func serverFrame(t *testing.T, br *bufio.Reader) (op byte, payload []byte) {
-	t.Helper()
+// errBadServerFrame is a server frame no server may send here: masked,
+// with reserved bits, a control frame over 125 bytes, or a 64-bit length
+// (no test makes the server send 64 KiB at once).
+var errBadServerFrame = errors.New("malformed server frame")
+
+// readServerFrame reads one server frame, or says why it could not.
+func readServerFrame(br *bufio.Reader) (op byte, payload []byte, err error) {
 	var h [2]byte
 	if _, err := io.ReadFull(br, h[:]); err != nil {
-		t.Fatalf("read a frame: %v", err)
+		return 0, nil, err
 	}
-	size := int(h[1] & 0x7f)
-	switch size {
-	case 126:
+	op, size := h[0]&0x0f, int(h[1]&0x7f)
+	if h[0]&0x70 != 0 || h[1]&0x80 != 0 || size == 127 || op&0x8 != 0 && size > maxControlPayload {
+		return 0, nil, fmt.Errorf("%w: header % x", errBadServerFrame, h)
+	}
+	if size == 126 {
 		var l [2]byte
-		io.ReadFull(br, l[:])
-		size = int(l[0])<<8 | int(l[1])
-	case 127:
-		t.Fatal("a 64-bit length from the server")
-	}
-	if h[1]&0x80 != 0 {
-		t.Fatal("a masked frame from the server")
+		if _, err := io.ReadFull(br, l[:]); err != nil {
+			return 0, nil, err
+		}
+		size = int(binary.BigEndian.Uint16(l[:]))
 	}
 	payload = make([]byte, size)
 	if _, err := io.ReadFull(br, payload); err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
-	return h[0] & 0x0f, payload
+	return op, payload, nil
+}
+
+// serverFrame reads one server frame, failing the test if it cannot.
+func serverFrame(t *testing.T, br *bufio.Reader) (op byte, payload []byte) {
+	t.Helper()
+	op, payload, err := readServerFrame(br)
+	if err != nil {
+		t.Fatalf("read a frame: %v", err)
+	}
+	return op, payload
 }
 
 // untilServerFrame reads server frames until one has opcode op.
@@ -334,22 +349,12 @@ func TestClientThatNeverReadsItsPongsIsCutWithWholeFrames(t *testing.T) {
 	// with another frame after it.
 	conn.SetDeadline(time.Now().Add(waitTimeout))
 	for frames := 0; ; frames++ {
-		var h [2]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
+		op, p, err := readServerFrame(br)
+		if errors.Is(err, errBadServerFrame) {
+			t.Fatalf("frame %d: %v: the stream is corrupt", frames, err)
+		}
+		if err != nil {
 			break // the end, possibly inside the last frame
-		}
-		op, size := h[0]&0x0f, int(h[1]&0x7f)
-		if h[0]&0x70 != 0 || h[1]&0x80 != 0 || size > 125 && op != opText {
-			t.Fatalf("frame %d: header % x: the stream is corrupt", frames, h)
-		}
-		if size == 126 {
-			var l [2]byte
-			io.ReadFull(br, l[:])
-			size = int(l[0])<<8 | int(l[1])
-		}
-		p := make([]byte, size)
-		if _, err := io.ReadFull(br, p); err != nil {
-			break
 		}
 		if op == opPong && !bytes.Equal(p, payload) {
 			t.Fatalf("frame %d: a pong carrying % x…", frames, p[:min(8, len(p))])
