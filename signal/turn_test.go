@@ -40,6 +40,12 @@ func (f *fakeICE) Revoke(member string) {
 	f.revoked = append(f.revoked, member)
 }
 
+func (f *fakeICE) hostList() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.hosts)
+}
+
 func (f *fakeICE) revokedList() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -79,8 +85,8 @@ func TestJoinedCarriesICEServers(t *testing.T) {
 	}
 	// The provider is given the host the browser reached.
 	u, _ := url.Parse(ts.http.URL)
-	if ice.hosts[0] != u.Host {
-		t.Errorf("provider asked for host %q, want %q", ice.hosts[0], u.Host)
+	if hosts := ice.hostList(); hosts[0] != u.Host {
+		t.Errorf("provider asked for host %q, want %q", hosts[0], u.Host)
 	}
 	// Joining and rejoining members get theirs too.
 	owner := member{room: r.obj("room").str("id"), id: r.obj("self").str("id"), secret: r.obj("self").str("secret")}

@@ -44,6 +44,14 @@ type wireConn struct {
 	readAvail func(fd uintptr)      // for raw.Control: reads what is there
 	// readUntil is the read deadline fillWithin last set.
 	readUntil time.Time
+
+	// Writes on a plain TCP connection (raw is set), under mu: writeOnce
+	// writes wbuf for raw.Write, counting in wrote, and keeps its error
+	// in writeErr.
+	writeOnce func(fd uintptr) bool
+	wbuf      []byte
+	wrote     int
+	writeErr  error
 }
 
 // readChunk is the most read from the socket at once.
@@ -64,7 +72,7 @@ var wirePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b
 // before the connection was taken over.
 func newWireConn(c net.Conn, timeout time.Duration, early []byte) *wireConn {
 	w := &wireConn{Conn: c, timeout: timeout, unread: early}
-	w.useRawReads(c)
+	w.useRawIO(c)
 	return w
 }
 
@@ -191,7 +199,7 @@ func (c *wireConn) writeLocked(p []byte) (int, error) {
 		if c.hungUp.Load() {
 			return written, net.ErrClosed
 		}
-		n, err := c.Conn.Write(p[:min(len(p), flushChunk)])
+		n, err := c.writeSome(p[:min(len(p), flushChunk)])
 		written += n
 		p = p[n:]
 		if err != nil {
@@ -201,6 +209,22 @@ func (c *wireConn) writeLocked(p []byte) (int, error) {
 		}
 	}
 	return written, nil
+}
+
+// writeSome writes all of p, waiting as long as the write deadline lets
+// it. The caller holds mu.
+func (c *wireConn) writeSome(p []byte) (int, error) {
+	if c.raw == nil {
+		return c.Conn.Write(p)
+	}
+	c.wbuf, c.wrote, c.writeErr = p, 0, nil
+	err := c.raw.Write(c.writeOnce)
+	n := c.wrote
+	if err == nil {
+		err = c.writeErr
+	}
+	c.wbuf, c.writeErr = nil, nil
+	return n, err
 }
 
 // writeText sends each message of b as a text frame, all in one write.
