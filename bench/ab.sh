@@ -4,6 +4,9 @@
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY
 #
+# Either binary may be the word `floor`: bench/floor, the least a WebSocket
+# relay can do, driven in PeerJS's wire format (not for IDLE=1).
+#
 # Each run starts a fresh server pinned to CPU 0 and the generator
 # (cmd/lepeerchat-load, built here) on CPU 1, loopback only. Environment:
 #   ROUNDS=6 CONNS=1000 RATE=20000 DUR=6s WARMUP=2s WORKLOAD=fixed400
@@ -37,6 +40,7 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" || true
 
 go build -o "$TMP/load" ./cmd/lepeerchat-load || exit 1
+go build -o "$TMP/floor" ./bench/floor || exit 1
 
 wait_port() {
 	for _ in $(seq 100); do
@@ -49,9 +53,15 @@ wait_port() {
 PORT=18500
 one() { # variant binary extra-generator-args
 	PORT=$((PORT + 1))
-	mkdir -p "$TMP/data-$PORT"
-	taskset -c "$SERVER_CPU" "$2" -http -listen "127.0.0.1:$PORT" -turn=false -data "$TMP/data-$PORT" \
-		-rate 1000000 -burst 1000000 -max-conns-per-ip 100000 -log-level warn >>"$TMP/server.log" 2>&1 &
+	local target=(-target lepeerchat -url "ws://127.0.0.1:$PORT/ws")
+	if [ "$2" = floor ]; then
+		taskset -c "$SERVER_CPU" "$TMP/floor" -port "$PORT" >>"$TMP/server.log" 2>&1 &
+		target=(-target peerjs -url "ws://127.0.0.1:$PORT/peerjs")
+	else
+		mkdir -p "$TMP/data-$PORT"
+		taskset -c "$SERVER_CPU" "$2" -http -listen "127.0.0.1:$PORT" -turn=false -data "$TMP/data-$PORT" \
+			-rate 1000000 -burst 1000000 -max-conns-per-ip 100000 -log-level warn >>"$TMP/server.log" 2>&1 &
+	fi
 	SPID=$!
 	wait_port "$PORT" || { echo "server did not start" >&2; return 1; }
 	sleep 0.5
@@ -59,7 +69,7 @@ one() { # variant binary extra-generator-args
 	[ "$IDLE" = 1 ] && args=(-rooms $((IDLE_CONNS / 10)) -members 10 -workload idle -settle 5s)
 	# shellcheck disable=SC2206 # the extra flags are words on purpose
 	args+=($3)
-	taskset -c "$LOAD_CPU" timeout 300 "$TMP/load" -label "$1" -target lepeerchat -url "ws://127.0.0.1:$PORT/ws" \
+	taskset -c "$LOAD_CPU" timeout 300 "$TMP/load" -label "$1" "${target[@]}" \
 		-server-pid "$SPID" "${args[@]}" | grep '^RESULT' | tee -a "$TMP/results"
 	kill -TERM "$SPID" 2>/dev/null
 	wait "$SPID" 2>/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Signalling load: lepeerchat against the PeerJS server (npm `peer`, pinned
-# in bench/package.json), side by side in one run, then lepeerchat with two
-# nodes sharing one Redis. Servers are pinned to CPU 0 (`taskset -c 0`), the
+# in bench/package.json) and against the floor (bench/floor: the least a
+# WebSocket relay can do, what relaying costs the kernel), side by side in
+# one run, then lepeerchat with two nodes sharing one Redis. Servers are pinned to CPU 0 (`taskset -c 0`), the
 # load generator (cmd/lepeerchat-load) to CPU 1. Loopback only; every run is
 # bounded (timeout) and every process started here is stopped on exit.
 #
@@ -65,6 +66,7 @@ say "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 go build -o "$TMP/lepeerchat" ./cmd/lepeerchat || exit 1
 go build -o "$TMP/load" ./cmd/lepeerchat-load || exit 1
+go build -o "$TMP/floor" ./bench/floor || exit 1
 if [ ! -f bench/node_modules/peer/dist/bin/peerjs.js ]; then
 	(cd bench && timeout 300 npm install --no-fund --no-audit) || exit 1
 fi
@@ -112,6 +114,17 @@ start_lp() { # extra flags...
 	sleep 0.5
 }
 
+# The floor speaks PeerJS's wire format, so the generator drives it as one.
+start_floor() {
+	PORT=$((PORT + 1))
+	taskset -c "$SERVER_CPU" "$TMP/floor" -port "$PORT" >>"$TMP/floor.log" 2>&1 &
+	SPID=$!
+	STARTED+=("$SPID")
+	URL="ws://127.0.0.1:$PORT/peerjs"
+	wait_port "$PORT"
+	sleep 0.5
+}
+
 load() { # label, args...
 	local label=$1
 	shift
@@ -127,6 +140,9 @@ run_pair() { # label-suffix, per-target function
 	stop "$SPID"
 	start_lp
 	load "lepeerchat-$name" -target lepeerchat -url "$URL" -server-pid "lepeerchat=$SPID" -server-note "$LP_NOTE" "$@"
+	stop "$SPID"
+	start_floor
+	load "floor-$name" -target peerjs -url "$URL" -server-pid "floor=$SPID" "$@"
 	stop "$SPID"
 }
 
