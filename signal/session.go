@@ -169,27 +169,22 @@ func (s *session) finish(err error) {
 }
 
 // readLoop reads the client's frames and answers them. It returns when
-// the connection fails, the client closes it, the client answers the
-// server's close frame, or the session parks (errParked); whatever ends
-// the session closes the connection.
+// the connection fails, the client closes it, or the client answers the
+// server's close frame; whatever ends the session closes the connection.
 func (s *session) readLoop() error {
 	for {
-		if err := s.handleUnread(); err != nil {
-			return err
-		}
-		if err := s.await(); err != nil {
-			return err
-		}
-	}
-}
-
-// handleUnread handles the frames in what was read, then writes the
-// replies: a client that sends several messages at once gets their
-// replies in one write, and one that keeps the input busy gets them every
-// ownBatch.
-func (s *session) handleUnread() error {
-	for len(s.wire.unread) > 0 {
-		if s.queued() >= ownBatch {
+		// Replies go out when nothing more is read ahead (a client that
+		// sends several messages at once gets their replies in one
+		// write), or once ownBatch of them wait (a client that keeps
+		// the input busy is not left without them); then the loop waits
+		// for more, or parks the session (await).
+		if len(s.wire.unread) == 0 {
+			s.flushOwn()
+			s.frames.rest()
+			if err := s.await(); err != nil {
+				return err
+			}
+		} else if s.queued() >= ownBatch {
 			s.flushOwn()
 			s.awaitWriter()
 		}
@@ -235,24 +230,17 @@ func (s *session) handleUnread() error {
 		}
 		s.wire.consume(used)
 	}
-	s.flushOwn()
-	s.frames.rest()
-	return nil
 }
 
-// await waits until data is unread. On a plain TCP socket it handles
-// what comes meanwhile (wireConn.serve), and a session with a poller
-// parks instead once the client has been silent for IdleAfter (between
-// half of it and all of it) (errParked).
+// await waits until data is unread. A session with a poller and a plain
+// TCP socket that stays silent for IdleAfter (between half of it and all
+// of it, see wireConn.fillWithin) parks instead (errParked).
 func (s *session) await() error {
-	if s.wire.raw == nil {
+	p := s.srv.poller
+	if p == nil || s.wire.raw == nil {
 		return s.wire.fill()
 	}
-	p := s.srv.poller
-	if p == nil {
-		return s.wire.serve(0, s.handleUnread)
-	}
-	if err := s.wire.serve(s.srv.cfg.IdleAfter, s.handleUnread); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if err := s.wire.fillWithin(s.srv.cfg.IdleAfter); !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
 	if err := s.wire.readNow(); err != nil || len(s.wire.unread) > 0 {
@@ -264,7 +252,10 @@ func (s *session) await() error {
 		s.srv.parkFailed.Do(func() {
 			s.srv.cfg.Logger.Warn("idle sessions cannot park; they keep a goroutine each", "err", err)
 		})
-		return s.wire.serve(0, s.handleUnread)
+		if err := s.wire.noReadDeadline(); err != nil {
+			return err
+		}
+		return s.wire.fill()
 	}
 	return errParked
 }

@@ -32,24 +32,18 @@ type wireConn struct {
 	hungUp atomic.Bool
 
 	// Reads, by the session's reading goroutine only. On a plain TCP
-	// connection (raw is set) the session waits for data in serve, with
+	// connection (raw is set) the session waits for data in fill, with
 	// no buffer held, and data is read into a pooled chunk only once it
-	// is there; on others (TLS) a chunk is held while it waits (fill). unread
+	// is there; on others (TLS) a chunk is held while it waits. unread
 	// is what was read and not yet taken, in chunk or in early bytes.
 	raw       syscall.RawConn
 	chunk     *[]byte
 	unread    []byte
 	readErr   error
-	readServe func(fd uintptr) bool // for raw.Read (serve)
+	readOnce  func(fd uintptr) bool // for raw.Read: waits until it read
 	readAvail func(fd uintptr)      // for raw.Control: reads what is there
-	// readUntil is the read deadline serve last set, for idle.
+	// readUntil is the read deadline fillWithin last set.
 	readUntil time.Time
-	idle      time.Duration
-	// handle is serve's handler, and handleErr its error; drained is set
-	// once a read took all the socket had.
-	handle    func() error
-	handleErr error
-	drained   bool
 
 	// Writes on a plain TCP connection (raw is set), under mu: writeOnce
 	// writes wbuf for raw.Write, counting in wrote, and keeps its error
@@ -83,13 +77,18 @@ func newWireConn(c net.Conn, timeout time.Duration, early []byte) *wireConn {
 }
 
 // fill waits until data can be read and reads it into a chunk, unless
-// some is unread already. It serves connections that are not plain TCP
-// (TLS): those keep a chunk while they wait.
+// some is unread already.
 func (c *wireConn) fill() error {
 	if len(c.unread) > 0 {
 		return nil
 	}
 	if c.readErr != nil {
+		return c.readErr
+	}
+	if c.raw != nil {
+		if err := c.raw.Read(c.readOnce); err != nil {
+			return err
+		}
 		return c.readErr
 	}
 	c.chunk = chunkPool.Get().(*[]byte)
@@ -107,49 +106,27 @@ func (c *wireConn) fill() error {
 	return err
 }
 
-// serve reads a plain TCP socket and calls handle whenever data is unread,
-// until handle fails, the stream ends, or no data came for between idle/2
-// and idle (os.ErrDeadlineExceeded; idle 0: no limit). The deadline is
-// moved only when less than idle/2 of it is left, so that a busy
-// connection does not pay for a timer change per read.
-//
-// It runs in one raw.Read, which is what lets a read that took all the
-// socket had (less than a chunk) be followed by a wait rather than by a
-// read that finds nothing: the network poller reports data that comes
-// after a read, but a new raw.Read forgets what it reported before. A
-// relayed message so costs the server one read where it cost two.
-func (c *wireConn) serve(idle time.Duration, handle func() error) error {
-	c.idle, c.handle, c.handleErr, c.drained = idle, handle, nil, false
-	err := c.renewReadDeadline()
-	if err == nil {
-		err = c.raw.Read(c.readServe)
+// fillWithin is fill for a plain TCP socket, giving up with
+// os.ErrDeadlineExceeded once it waited between d/2 and d. The deadline is
+// moved only when less than d/2 of it is left, so that a busy connection
+// does not pay for a timer change per read.
+func (c *wireConn) fillWithin(d time.Duration) error {
+	if len(c.unread) > 0 {
+		return nil
 	}
-	herr := c.handleErr
-	c.handle, c.handleErr = nil, nil
-	switch {
-	case herr != nil:
-		return herr
-	case err != nil:
-		return err
-	default:
-		return c.readErr
+	if now := time.Now(); c.readUntil.Sub(now) < d/2 {
+		c.readUntil = now.Add(d)
+		if err := c.Conn.SetReadDeadline(c.readUntil); err != nil {
+			return err
+		}
 	}
+	return c.fill()
 }
 
-// renewReadDeadline moves the read deadline for serve (see there).
-func (c *wireConn) renewReadDeadline() error {
-	if c.idle == 0 {
-		if c.readUntil.IsZero() {
-			return nil
-		}
-		c.readUntil = time.Time{}
-		return c.Conn.SetReadDeadline(time.Time{})
-	}
-	if now := time.Now(); c.readUntil.Sub(now) < c.idle/2 {
-		c.readUntil = now.Add(c.idle)
-		return c.Conn.SetReadDeadline(c.readUntil)
-	}
-	return nil
+// noReadDeadline lifts the deadline fillWithin set, for a wait with none.
+func (c *wireConn) noReadDeadline() error {
+	c.readUntil = time.Time{}
+	return c.Conn.SetReadDeadline(time.Time{})
 }
 
 // readNow reads what a plain TCP socket has, if anything, without

@@ -16,7 +16,7 @@ func (c *wireConn) useRawIO(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		if raw, err := tc.SyscallConn(); err == nil {
 			c.raw = raw
-			c.readServe = c.serveSocket
+			c.readOnce = c.readSocket
 			c.readAvail = func(fd uintptr) { c.readSocket(fd) }
 			c.writeOnce = c.writeSocket
 		}
@@ -45,35 +45,10 @@ func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	return int(n), 0
 }
 
-// serveSocket is called by raw.Read (serve) until it returns true: it
-// reads and handles what comes, and reports false to wait for more.
-func (c *wireConn) serveSocket(fd uintptr) bool {
-	for {
-		if len(c.unread) == 0 {
-			if c.drained || !c.readSocket(fd) {
-				// Nothing left to read: wait.
-				c.drained = false
-				if err := c.renewReadDeadline(); err != nil {
-					c.handleErr = err
-					return true
-				}
-				return false
-			}
-			if c.readErr != nil {
-				return true
-			}
-			c.drained = len(c.unread) < readChunk
-		}
-		if err := c.handle(); err != nil {
-			c.handleErr = err
-			return true
-		}
-	}
-}
-
-// readSocket is called by serveSocket, or once by raw.Control (readNow):
-// it tries one non-blocking read into a pooled chunk and reports false,
-// with no chunk held, when there is nothing to read yet.
+// readSocket is called by raw.Read until it returns true (fill), or once
+// by raw.Control (readNow): it tries one non-blocking read into a pooled
+// chunk and reports false, with no chunk held, when there is nothing to
+// read yet.
 func (c *wireConn) readSocket(fd uintptr) bool {
 	if len(c.unread) > 0 || c.readErr != nil {
 		return true
