@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,6 +245,58 @@ func sessionOfConn(t *testing.T, ts *testServer, conn net.Conn) *session {
 	}
 	t.Fatal("no session for the connection")
 	return nil
+}
+
+func TestSessionEndsAtOnceWhenItsClientDrops(t *testing.T) {
+	// However the client's socket goes, the session sees the end of the
+	// stream at its next read and ends, without waiting for its idle
+	// deadline or its next ping (both a minute away here): a FIN that
+	// comes in one segment with the last frame, a reset after a frame
+	// whose answer cannot be written, a reset while idle; on a session
+	// waiting on its goroutine and on one parked in the poller.
+	cork := func(conn net.Conn) {
+		raw, err := conn.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, 1) })
+	}
+	reset := func(conn net.Conn) { conn.(*net.TCPConn).SetLinger(0) }
+	drops := []struct {
+		name   string
+		before func(net.Conn)
+		last   []byte
+	}{
+		{"last frame and FIN in one segment", cork, clientFrame(finBit|opPong, nil, 0x01020304)},
+		{"reset after a ping", reset, clientFrame(finBit|opPing, []byte("x"), 0x01020304)},
+		{"reset while idle", reset, nil},
+	}
+	for _, idleAfter := range []time.Duration{time.Minute, time.Millisecond} {
+		for _, d := range drops {
+			t.Run(fmt.Sprintf("%s, idle after %v", d.name, idleAfter), func(t *testing.T) {
+				ts := startServer(t, "", func(c *Config) { c.IdleAfter, c.PingInterval = idleAfter, time.Minute })
+				conn, br := rawSocket(t, ts, nil)
+				serverFrame(t, br) // welcome
+				sessions := func() (n int, parked bool) {
+					ts.srv.mu.Lock()
+					defer ts.srv.mu.Unlock()
+					for s := range ts.srv.sessions {
+						parked = parked || s.parked.Load()
+					}
+					return len(ts.srv.sessions), parked
+				}
+				if idleAfter == time.Millisecond {
+					waitFor(t, "the session parks", func() bool { _, parked := sessions(); return parked })
+				}
+				d.before(conn)
+				if _, err := conn.Write(d.last); err != nil {
+					t.Fatal(err)
+				}
+				conn.Close()
+				waitFor(t, "the session ends", func() bool { n, _ := sessions(); return n == 0 })
+			})
+		}
+	}
 }
 
 func TestSessionsWorkOverTLS(t *testing.T) {
