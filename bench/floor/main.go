@@ -193,6 +193,9 @@ func (r *relay) handle(c *conn, data []byte) (int, error) {
 	}
 	for {
 		payload, op, n, ok := clientFrame(data[used:])
+		if n < 0 {
+			return used, errors.New("frame too large")
+		}
 		if !ok {
 			return used, nil
 		}
@@ -206,8 +209,12 @@ func (r *relay) handle(c *conn, data []byte) (int, error) {
 	}
 }
 
+// maxFrame is the largest frame the floor takes.
+const maxFrame = 16 << 20
+
 // clientFrame unmasks the client frame at the start of b, if it is
-// complete, and returns its payload, opcode and length.
+// complete, and returns its payload, opcode and length; a length of -1
+// when the frame is over maxFrame.
 func clientFrame(b []byte) (payload []byte, op byte, n int, ok bool) {
 	if len(b) < 2 {
 		return nil, 0, 0, false
@@ -223,15 +230,19 @@ func clientFrame(b []byte) (payload []byte, op byte, n int, ok bool) {
 		if len(b) < 10 {
 			return nil, 0, 0, false
 		}
-		size, head = 0, 10
+		var n uint64
 		for _, x := range b[2:10] {
-			size = size<<8 | int(x)
+			n = n<<8 | uint64(x)
 		}
+		if n > maxFrame {
+			return nil, 0, -1, false
+		}
+		size, head = int(n), 10
 	}
 	if b[1]&0x80 != 0 {
 		head += 4
 	}
-	if size < 0 || len(b) < head+size {
+	if len(b) < head+size {
 		return nil, 0, 0, false
 	}
 	payload = b[head : head+size]
@@ -262,10 +273,14 @@ func (r *relay) forward(msg []byte) {
 		return
 	}
 	r.out = appendFrame(r.out[:0], msg)
-	r.write(to, r.out)
+	if !r.write(to, r.out) {
+		r.drop(to)
+	}
 }
 
-func (r *relay) write(c *conn, b []byte) {
+// write writes all of b to c, and reports false when it could not: part
+// of a frame may have gone, so nothing may follow it.
+func (r *relay) write(c *conn, b []byte) bool {
 	for len(b) > 0 {
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 		if e == syscall.EINTR {
@@ -275,15 +290,17 @@ func (r *relay) write(c *conn, b []byte) {
 			continue
 		}
 		if e != 0 {
-			return
+			return false
 		}
 		b = b[n:]
 	}
+	return true
 }
 
 // waitWritable waits, up to a second, until fd can be written: the floor
-// keeps no queue, so a full socket holds the relay up (on loopback, with
-// a generator that reads all it gets, it does not happen).
+// keeps no queue, so a full socket holds the whole relay up (on loopback,
+// with a generator that reads all it gets, it does not happen), and a
+// client that takes no more for a second is dropped.
 func waitWritable(fd int) bool {
 	pfd := struct {
 		fd             int32
@@ -318,7 +335,9 @@ func (r *relay) handshake(c *conn, req []byte) error {
 	sum := sha1.Sum(append(key, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"...))
 	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
 		base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n"
-	r.write(c, appendFrame([]byte(resp), []byte(`{"type":"OPEN"}`)))
+	if !r.write(c, appendFrame([]byte(resp), []byte(`{"type":"OPEN"}`))) {
+		return errors.New("handshake not written")
+	}
 	c.id, c.open = id, true
 	r.byID[id] = c
 	return nil
