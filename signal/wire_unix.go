@@ -10,8 +10,8 @@ import (
 )
 
 // useRawIO makes a plain TCP connection wait for data without a buffer
-// (fill), reading with non-blocking system calls once data is there, and
-// write with non-blocking system calls too.
+// (fill), reading with raw, non-blocking system calls once data is there,
+// and writing with them too (see sysRead).
 func (c *wireConn) useRawIO(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		if raw, err := tc.SyscallConn(); err == nil {
