@@ -46,11 +46,10 @@ type wireConn struct {
 	readUntil time.Time
 
 	// Writes on a plain TCP connection (raw is set), under mu: writeOnce
-	// writes wbuf for raw.Write, counting in wrote, and keeps its error
-	// in writeErr.
+	// writes wbuf for raw.Write, taking what it wrote off its front, and
+	// keeps its error in writeErr.
 	writeOnce func(fd uintptr) bool
 	wbuf      []byte
-	wrote     int
 	writeErr  error
 }
 
@@ -217,9 +216,9 @@ func (c *wireConn) writeSome(p []byte) (int, error) {
 	if c.raw == nil {
 		return c.Conn.Write(p)
 	}
-	c.wbuf, c.wrote, c.writeErr = p, 0, nil
+	c.wbuf, c.writeErr = p, nil
 	err := c.raw.Write(c.writeOnce)
-	n := c.wrote
+	n := len(p) - len(c.wbuf)
 	if err == nil {
 		err = c.writeErr
 	}

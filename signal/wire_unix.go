@@ -29,16 +29,12 @@ func (c *wireConn) useRawIO(conn net.Conn) {
 // wakes its monitor thread (sysmon) whenever the process had been idle,
 // which at tens of thousands of messages a second cost more server CPU
 // than the calls themselves.
-func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), 0
-}
+func sysRead(fd uintptr, p []byte) (int, syscall.Errno) { return rawIO(syscall.SYS_READ, fd, p) }
 
-func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) { return rawIO(syscall.SYS_WRITE, fd, p) }
+
+func rawIO(trap, fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {
 		return 0, e
 	}
@@ -92,7 +88,6 @@ func (c *wireConn) writeSocket(fd uintptr) bool {
 				return true
 			}
 			c.wbuf = c.wbuf[n:]
-			c.wrote += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
