@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"lepeerchat/internal/clientaddr"
 	"lepeerchat/metrics"
 	"lepeerchat/room"
 	"lepeerchat/store"
@@ -398,16 +398,8 @@ func (s *Server) release(ip string) {
 	}
 }
 
+// clientIP is the key the per-address cap counts the request under (an
+// IPv6 client by its /64).
 func (s *Server) clientIP(r *http.Request) string {
-	if s.cfg.TrustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			parts := strings.Split(xff, ",")
-			return strings.TrimSpace(parts[len(parts)-1])
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return clientaddr.FromRequest(r, s.cfg.TrustProxy)
 }
