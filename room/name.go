@@ -108,12 +108,15 @@ var (
 )
 
 // NameKey is the form in which two usernames are compared: the PRECIS
-// Nickname comparison form (case-insensitive, NFKC), case-folded in full
-// (ß and ss collide), reduced to its confusable skeleton (Unicode TS #39,
-// with the data of Unicode 13.0.0 in github.com/mtibben/confusables). So
-// "bob", "BOB", "bоb" (Cyrillic о), "ｂｏｂ" and "𝐛𝐨𝐛" all have one key.
-// In emoji sequences, joiners and variation selectors are left out of the
-// key: a sequence a device cannot draw as one picture shows as its parts.
+// Nickname comparison form (case-insensitive, NFKC), with the letters whose
+// capitals look like Latin capitals taken as those (see capitalLookAlikes),
+// case-folded in full (ß and ss collide), reduced to its confusable skeleton
+// (Unicode TS #39, with the data of Unicode 13.0.0 in
+// github.com/mtibben/confusables). So "bob", "BOB", "bоb" (Cyrillic о),
+// "ВОВ" (Cyrillic), "ｂｏｂ" and "𝐛𝐨𝐛" all have one key, and so have
+// "Bill" and "BiII" (capital I). In emoji sequences, joiners and variation
+// selectors are left out of the key: a sequence a device cannot draw as one
+// picture shows as its parts.
 //
 // The key is computed from the stored name each time, never stored. A name
 // stored under the rules before PRECIS may hold characters PRECIS refuses;
@@ -135,7 +138,33 @@ func NameKey(normalized string) string {
 		}
 	}
 	key, _ = showEmoji(key, seqs, emojiKey)
-	return confusables.Skeleton(cases.Fold().String(key))
+	return confusables.Skeleton(cases.Fold().String(capitalLookAlikes(key)))
+}
+
+// capitalLookAlikes replaces each letter of the lower-case string s whose
+// capital is confusable with one Latin letter by that letter, in lower case.
+//
+// The skeleton of a lower-case string misses the look-alikes that only the
+// capitals share: Cyrillic "т" does not look like "t", but "Т" looks like
+// "T"; "i" does not look like "l", but "I" does. Taking the skeleton before
+// folding case would break case-insensitivity instead ("ΣΊΣΥΦΟΣ" and
+// "Σίσυφος" have different skeletons: capital iota looks like "l", small
+// iota like "i"). So the key holds, for each such letter in either case, the
+// Latin letter its capital looks like: "ТОМ", "том" and "TOM" collide, and
+// "BiII", "Bill" and "bill". The price is that a few names that differ only
+// in such a letter in lower case collide too ("Ali" and "All").
+func capitalLookAlikes(s string) string {
+	return strings.Map(func(r rune) rune {
+		upper := unicode.ToUpper(r)
+		if upper == r {
+			return r
+		}
+		like := confusables.Skeleton(string(upper))
+		if len(like) == 1 && like != string(upper) && ('A' <= like[0] && like[0] <= 'Z' || 'a' <= like[0] && like[0] <= 'z') {
+			return unicode.ToLower(rune(like[0]))
+		}
+		return r
+	}, norm.NFD.String(s))
 }
 
 // emojiKey is an emoji sequence as NameKey compares it.

@@ -2,7 +2,6 @@ package room
 
 import (
 	"strings"
-	"unicode"
 
 	"github.com/rivo/uniseg"
 	"golang.org/x/text/secure/precis"
@@ -51,9 +50,17 @@ func isTag(r rune) bool { return r >= '\U000e0000' && r <= '\U000e007f' }
 // isSkinTone reports the emoji modifiers U+1F3FB–U+1F3FF.
 func isSkinTone(r rune) bool { return r >= '\U0001f3fb' && r <= '\U0001f3ff' }
 
-// isEmojiBase reports the characters an emoji sequence is built of: every
-// pictograph, dingbat and regional indicator is an "other symbol" (So).
-func isEmojiBase(r rune) bool { return unicode.Is(unicode.So, r) }
+// isEmojiBase reports the Extended_Pictographic characters, which emoji
+// sequences are built of (most are "other symbols", but ‼️, ↔️ and 〰️ are
+// punctuation and math symbols). Go's unicode package lacks the property and
+// uniseg keeps its table to itself, so this asks uniseg's grapheme rules
+// (UAX #29): after an emoji and a ZWJ, only an Extended_Pictographic
+// character stays in the same cluster (GB11), apart from the characters
+// that extend any cluster (GB9).
+func isEmojiBase(r rune) bool {
+	c := string(r)
+	return uniseg.GraphemeClusterCount("\U0001f600\u200d"+c) == 1 && uniseg.GraphemeClusterCount("a"+c) == 2
+}
 
 // isGluedEmoji reports whether the grapheme cluster g is a well-formed emoji
 // sequence that holds glue and whose other characters PRECIS takes as they

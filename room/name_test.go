@@ -74,6 +74,7 @@ func TestNormalizeNameAcceptsAnyScriptAndEmoji(t *testing.T) {
 		"👩\u200d❤\ufe0f\u200d💋\u200d👨", // kiss
 		familySkinTones + " Smith",
 		"🇯🇵🇰🇷🇧🇷",
+		"↔\ufe0f", "〰\ufe0f", "©\ufe0f", "☺\ufe0e", // emoji that are not "other symbols", text style
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := room.NormalizeName(name)
@@ -276,6 +277,13 @@ func TestNormalizeNameRefusesInvisibleAndLookAlikeTricks(t *testing.T) {
 		{"inner half-width Hangul filler", "bo\uffa0b", msgPRECIS},
 		{"interlinear annotation", "b\ufff9o\ufffab\ufffb!", msgPRECIS},
 		{"variation selector after a letter", "bo\ufe0fb", msgPRECIS},
+		{"variation selector after punctuation that is no emoji", "!\ufe0f", msgPRECIS},
+		{"variation selector after a skin tone", "👍🏽\ufe0f", msgPRECIS},
+		{"two variation selectors", "❤\ufe0f\ufe0f", msgPRECIS},
+		{"malformed keycap", "7\ufe0f\ufe0f\u20e3", msgPRECIS},
+		{"zero-width joiner between an emoji and punctuation", "👍\u200d!", msgPRECIS},
+		{"variation selector on a compatibility emoji", "‼\ufe0f", msgPRECIS}, // NFKC makes ‼ "!!"
+		{"two zero-width joiners between emoji", "👨\u200d\u200d👩", msgPRECIS},
 		{"ideographic variation selector", "葛\U000E0100", msgPRECIS},
 		{"tag characters after a letter", "bob\U000E0041\U000E007F", msgPRECIS},
 		{"tag characters after an emoji other than the black flag", "👍\U000E0067\U000E0062\U000E007F", msgPRECIS},
@@ -314,9 +322,20 @@ func TestNormalizeNameRefusesInvisibleAndLookAlikeTricks(t *testing.T) {
 }
 
 func TestNormalizeNameBoundsBytes(t *testing.T) {
-	realistic := strings.Repeat(familySkinTones, 3) + " The Smith family of Leeds"
-	if got, err := room.NormalizeName(realistic); err != nil || got != realistic {
-		t.Errorf("NormalizeName(three families and a name) = %q, %v, want it unchanged", got, err)
+	for _, tc := range []struct{ name, in string }{
+		{"three of the longest emoji and a name", strings.Repeat(familySkinTones, 3) + " The Smith family of Leeds"},
+		{"40 Hindi syllables", strings.Repeat(hindiNamaste, 10)},
+		{"40 Thai syllables", strings.Repeat("สวัสดี", 10)},
+		{"40 supplementary ideographs", strings.Repeat("𠮷", room.MaxNameLen)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if n := uniseg.GraphemeClusterCount(tc.in); n > room.MaxNameLen {
+				t.Fatalf("test data: %d characters", n)
+			}
+			if got, err := room.NormalizeName(tc.in); err != nil || got != tc.in {
+				t.Errorf("NormalizeName(%q) = %q, %v, want it unchanged", tc.in, got, err)
+			}
+		})
 	}
 	for _, tc := range []struct{ name, in string }{
 		// Seven characters, 287 bytes.
@@ -339,7 +358,10 @@ func TestNormalizeNameBoundsBytes(t *testing.T) {
 
 func TestNameKeyCollidesLookAlikes(t *testing.T) {
 	for _, group := range [][]string{
-		{"bob", "BOB", "Bob", "bоb" /* Cyrillic о */, "bοb" /* Greek ο */, "ｂｏｂ", "𝐛𝐨𝐛", "𝒃𝒐𝒃", "ⓑⓞⓑ", "Bоb"},
+		{"bob", "BOB", "Bob", "bоb" /* Cyrillic о */, "bοb" /* Greek ο */, "ｂｏｂ", "𝐛𝐨𝐛", "𝒃𝒐𝒃", "ⓑⓞⓑ", "Bоb", "ВОВ" /* Cyrillic */, "ΒΟΒ" /* Greek */, "вов"},
+		{"TOM", "ТОМ" /* Cyrillic */, "том", "tom"},
+		{"Bill", "BiII" /* capital I */, "BILL", "bill", "Bi11"},
+		{"All", "AlI", "Ali"}, // the price of the above: "AlI" looks like "All"
 		{"Olga", "Olgа" /* Cyrillic а */, "OLGA"},
 		{"paypal", "pаypаl", "𝔭𝔞𝔶𝔭𝔞𝔩", "PAYPAL"},
 		{"Alice", "Аlice" /* Cyrillic А */, "ALICE"},
@@ -441,6 +463,23 @@ func TestNameKeyKeepsDistinctNamesDistinct(t *testing.T) {
 		{thumbsSkin, "👍🏿"},
 		{"Bob", "Bob2"},
 		{"ss", "s"},
+		{"Иван", "Ivan"},
+		{"Жанна", "Жанра"},
+		{"Дмитрий", "Dmitriy"},
+		{"Αλέξανδρος", "Alexandros"},
+		{"さくら", "サクラ"}, // hiragana and katakana
+		{"李小龍", "李小龙"}, // traditional and simplified
+		{"김민준", "김민지"},
+		{"مريم", "مريام"},
+		{"שרה", "שרי"},
+		{"नमस्ते", "नमस्कार"},
+		{"Nguyễn", "Nguyên"},
+		{"Ali", "Ala"},
+		{"Emma", "Anna"},
+		{family, familySkinTones},
+		{womanTechie, "👩🏿\u200d💻"},
+		{flagScot, "🏴\U000E0067\U000E0062\U000E0077\U000E006C\U000E0073\U000E007F"}, // Scotland and Wales
+		{keycapSeven, "7"},
 	} {
 		t.Run(tc.a+"≠"+tc.b, func(t *testing.T) {
 			ka, kb := key(t, tc.a), key(t, tc.b)
