@@ -84,9 +84,12 @@ func NormalizeName(s string) (string, error) {
 	hidden, seqs := hideEmoji(s)
 	enforced, err := precis.Nickname.String(hidden)
 	if err != nil {
-		return "", refuse(CodeInvalidName, "a name may not contain invisible, unassigned or private-use characters, nor joiners or signs where its script does not use them")
+		return "", errNamePRECIS
 	}
-	s, _ = showEmoji(enforced, seqs, func(seq string) string { return seq })
+	s, ok := showEmoji(enforced, seqs, func(seq string) string { return seq })
+	if !ok {
+		return "", errNamePRECIS
+	}
 	switch n := uniseg.GraphemeClusterCount(s); {
 	case n < MinNameLen:
 		return "", errNameInvisible
@@ -105,6 +108,7 @@ func NormalizeName(s string) (string, error) {
 var (
 	errNameBytes     = refuse(CodeInvalidName, "a name may take at most 256 bytes")
 	errNameInvisible = refuse(CodeInvalidName, "a name must have at least one visible character")
+	errNamePRECIS    = refuse(CodeInvalidName, "a name may not contain invisible, unassigned or private-use characters, nor joiners or signs where its script does not use them")
 )
 
 // NameKey is the form in which two usernames are compared: the PRECIS
@@ -121,24 +125,37 @@ var (
 // The key is computed from the stored name each time, never stored. A name
 // stored under the rules before PRECIS may hold characters PRECIS refuses;
 // its key is that of the characters PRECIS allows, so it still collides
-// with the look-alike names that are accepted now.
+// with the look-alike names that are accepted now. NameKey gives every
+// string a key, whatever it holds.
 func NameKey(normalized string) string {
-	hidden, seqs := hideEmoji(normalized)
+	key, ok := precisKey(normalized)
+	if !ok {
+		// Nothing of it is a character PRECIS allows: compare the stored
+		// string itself.
+		key = norm.NFKC.String(normalized)
+	}
+	return confusables.Skeleton(cases.Fold().String(capitalLookAlikes(key)))
+}
+
+// precisKey returns the Nickname comparison form of name with its glued
+// emoji sequences as emojiKey makes them, leaving out what PRECIS refuses
+// when it holds any. It reports false when nothing is left to compare.
+func precisKey(name string) (string, bool) {
+	hidden, seqs := hideEmoji(strings.ReplaceAll(name, string(placeholder), ""))
 	key, err := precis.Nickname.CompareKey(hidden)
 	if err != nil {
 		allowed := precis.Nickname.Allowed()
-		hidden = strings.Map(func(r rune) rune {
+		key, err = precis.Nickname.CompareKey(strings.Map(func(r rune) rune {
 			if r == placeholder || allowed.Contains(r) {
 				return r
 			}
 			return -1
-		}, hidden)
-		if key, err = precis.Nickname.CompareKey(hidden); err != nil {
-			key = norm.NFKC.String(normalized)
+		}, hidden))
+		if err != nil {
+			return "", false
 		}
 	}
-	key, _ = showEmoji(key, seqs, emojiKey)
-	return confusables.Skeleton(cases.Fold().String(capitalLookAlikes(key)))
+	return showEmoji(key, seqs, emojiKey)
 }
 
 // capitalLookAlikes replaces each letter of the lower-case string s whose
