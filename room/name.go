@@ -2,6 +2,7 @@ package room
 
 import (
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -171,18 +172,33 @@ func precisKey(name string) (string, bool) {
 // "BiII", "Bill" and "bill". The price is that a few names that differ only
 // in such a letter in lower case collide too ("Ali" and "All").
 func capitalLookAlikes(s string) string {
+	like := capitalLike()
 	return strings.Map(func(r rune) rune {
-		upper := unicode.ToUpper(r)
-		if upper == r {
-			return r
-		}
-		like := confusables.Skeleton(string(upper))
-		if len(like) == 1 && like != string(upper) && ('A' <= like[0] && like[0] <= 'Z' || 'a' <= like[0] && like[0] <= 'z') {
-			return unicode.ToLower(rune(like[0]))
+		if l, ok := like[r]; ok {
+			return l
 		}
 		return r
 	}, norm.NFD.String(s))
 }
+
+// capitalLike maps each character whose capital is confusable with one
+// Latin letter to that letter in lower case. It is built once, from the
+// confusables data, on first use; every character that has a capital lies
+// below U+20000.
+var capitalLike = sync.OnceValue(func() map[rune]rune {
+	like := make(map[rune]rune)
+	for r := rune(0); r < 0x20000; r++ {
+		upper := unicode.ToUpper(r)
+		if upper == r {
+			continue
+		}
+		sk := confusables.Skeleton(string(upper))
+		if len(sk) == 1 && sk != string(upper) && unicode.In(rune(sk[0]), unicode.Latin) {
+			like[r] = unicode.ToLower(rune(sk[0]))
+		}
+	}
+	return like
+})
 
 // emojiKey is an emoji sequence as NameKey compares it.
 func emojiKey(seq string) string {
