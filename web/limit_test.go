@@ -216,7 +216,12 @@ var echoWS = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.CloseNow()
-	ctx := context.WithoutCancel(r.Context())
+	echoMessages(context.WithoutCancel(r.Context()), c)
+})
+
+// echoMessages sends back every message read on c until reading or
+// writing fails.
+func echoMessages(ctx context.Context, c *websocket.Conn) {
 	for {
 		typ, msg, err := c.Read(ctx)
 		if err != nil {
@@ -226,7 +231,7 @@ var echoWS = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-})
+}
 
 // dialWS opens a WebSocket to e's /ws over HTTP/1.1.
 func dialWS(t *testing.T, e *endpoint) *websocket.Conn {

@@ -86,8 +86,11 @@ type Config struct {
 	// time from the end of a request's header to the end of its response.
 	// A connection that overstays either is closed. Both hold on every
 	// listener and every path but a WebSocket: net/http lifts a
-	// connection's deadlines when the WebSocket handler takes it over, and
-	// the signalling server sets its own. Defaults 15 s and 30 s.
+	// connection's deadlines when the WebSocket handler takes it over
+	// (hijacks it), and the signalling server sets its own. WebSockets are
+	// HTTP/1.1 only: the HTTP/2 server offers no extended CONNECT, so
+	// browsers open them on a connection of their own even when the page
+	// came over HTTP/2. Defaults 15 s and 30 s.
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 
@@ -325,6 +328,17 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
+// MetricsAddr returns the address of the metrics listener, or nil when
+// there is none or Listen has not bound it yet.
+func (s *Server) MetricsAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
+}
+
 // URL returns the address a person should open, such as
 // "https://localhost:8443/": the first ACME domain in ACME mode, otherwise
 // the listening host, with "localhost" standing for a wildcard address. The
@@ -478,17 +492,6 @@ func (s *Server) httpServer(h http.Handler, maxHeaderBytes int, errorLog *log.Lo
 // Config.MaxConnsPerClient); all listeners share one count.
 func (s *Server) limited(ln net.Listener) net.Listener {
 	return &limitedListener{Listener: ln, conns: s.conns, byClient: !s.cfg.TrustProxy}
-}
-
-// MetricsAddr returns the address of the metrics listener, or nil when
-// there is none or Listen has not bound it yet.
-func (s *Server) MetricsAddr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.metricsLn == nil {
-		return nil
-	}
-	return s.metricsLn.Addr()
 }
 
 // shutdown stops servers gracefully within Config.ShutdownTimeout, closing
