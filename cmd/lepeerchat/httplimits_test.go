@@ -64,7 +64,10 @@ func TestDescriptorLimitKeepsServingTLS(t *testing.T) {
 	if err != nil {
 		t.Skip("prlimit (util-linux) is not installed")
 	}
-	p := startVia(t, []string{prlimit, "--nofile=256"}, t.TempDir(), nil)
+	// Timeouts far longer than the test, so that no held connection is
+	// closed (and its slot freed) while it runs, however slowly.
+	p := startVia(t, []string{prlimit, "--nofile=256"}, t.TempDir(), nil,
+		"-http-read-timeout", "10m", "-http-write-timeout", "10m")
 
 	const attempts = 300 // more than the process has descriptors
 	held, refused := 0, 0
