@@ -613,3 +613,52 @@ func TestMetricsListenError(t *testing.T) {
 		t.Error("the main listener stayed bound after the metrics one failed")
 	}
 }
+
+// TestUnreadResponseIsCutAtTheWriteTimeout asks for a response larger than
+// the sockets' buffers and does not read it: once a stalled request opened
+// afterwards has been closed by the (equal) read timeout, the write timeout
+// of the first has passed too, and reading now gets the response cut short.
+func TestUnreadResponseIsCutAtTheWriteTimeout(t *testing.T) {
+	const size = 64 << 20
+	big := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 1<<20)
+		for range size / len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	e := startEndpoint(t, Config{PlainHTTP: true, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}, nil, big)
+	slow := e.mustDial(t, "")
+	io.WriteString(slow, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+	stalled := e.mustDial(t, "")
+	io.WriteString(stalled, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+	waitClosed(t, stalled)
+
+	slow.SetReadDeadline(time.Now().Add(closeWithin))
+	n, err := io.Copy(io.Discard, slow)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the server still held the connection after %v", closeWithin)
+	}
+	if n >= size {
+		t.Errorf("read %d bytes, the whole response: the write timeout did not cut it", n)
+	}
+}
+
+// TestOversizedHeaderIsRefused sends a header over the 64 KiB limit.
+func TestOversizedHeaderIsRefused(t *testing.T) {
+	e := startEndpoint(t, Config{PlainHTTP: true}, nil, nil)
+	c := e.mustDial(t, "")
+	c.SetDeadline(time.Now().Add(closeWithin))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 80<<10)+"\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("status %s, want 431", resp.Status)
+	}
+	waitClosed(t, c)
+}
