@@ -404,7 +404,8 @@ func TestHTTP2ConnectionPastTheCapIsRefused(t *testing.T) {
 
 // TestTrustedProxyCapsRequestsPerForwardedAddress runs behind a trusted
 // proxy: connections, all from the proxy's address, are not capped per
-// address, but the requests in progress of one forwarded address are.
+// address, but the requests in progress of one forwarded address are (the
+// last one in X-Forwarded-For, an IPv6 client by its /64).
 func TestTrustedProxyCapsRequestsPerForwardedAddress(t *testing.T) {
 	const limit = 2
 	entered, release := make(chan struct{}), make(chan struct{})
@@ -425,18 +426,21 @@ func TestTrustedProxyCapsRequestsPerForwardedAddress(t *testing.T) {
 		return resp
 	}
 
+	held := []string{"2001:db8:1:2::1", "198.51.100.1, 2001:db8:1:2:ffff:ffff:ffff:ffff"}
 	done := make(chan *http.Response, limit)
-	for range limit {
+	for _, forwarded := range held {
 		c := e.mustDial(t, "")
-		go func() { done <- get(c, "/metrics", "198.51.100.1, 203.0.113.5") }()
+		go func() { done <- get(c, "/metrics", forwarded) }()
 		<-entered
 	}
-	if resp := get(e.mustDial(t, ""), "/healthz", "203.0.113.5"); resp.StatusCode != http.StatusTooManyRequests {
-		t.Errorf("a third request of the forwarded address: %s, want 429", resp.Status)
+	for _, forwarded := range []string{"2001:db8:1:2::3", "2001:db8:1:3::1, 2001:DB8:1:2:0:0:0:9"} {
+		if resp := get(e.mustDial(t, ""), "/healthz", forwarded); resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("a third request of the /64, forwarded as %q: %s, want 429", forwarded, resp.Status)
+		}
 	}
-	for range limit + 2 {
-		if resp := get(e.mustDial(t, ""), "/healthz", "203.0.113.6"); resp.StatusCode != http.StatusOK {
-			t.Errorf("another forwarded address, over more proxy connections than the cap: %s, want 200", resp.Status)
+	for _, forwarded := range []string{"2001:db8:1:3::1", "2001:db8:1:2::1, 203.0.113.6", "not an address", " ", "::ffff:203.0.113.7"} {
+		if resp := get(e.mustDial(t, ""), "/healthz", forwarded); resp.StatusCode != http.StatusOK {
+			t.Errorf("another client, forwarded as %q, over more proxy connections than the cap: %s, want 200", forwarded, resp.Status)
 		}
 	}
 	close(release)
@@ -445,7 +449,7 @@ func TestTrustedProxyCapsRequestsPerForwardedAddress(t *testing.T) {
 			t.Errorf("a held request: %s", resp.Status)
 		}
 	}
-	if resp := get(e.mustDial(t, ""), "/healthz", "203.0.113.5"); resp.StatusCode != http.StatusOK {
+	if resp := get(e.mustDial(t, ""), "/healthz", "2001:db8:1:2::3"); resp.StatusCode != http.StatusOK {
 		t.Errorf("once its requests ended: %s, want 200", resp.Status)
 	}
 }
