@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -665,4 +666,74 @@ func TestOversizedHeaderIsRefused(t *testing.T) {
 		t.Errorf("status %s, want 431", resp.Status)
 	}
 	waitClosed(t, c)
+}
+
+// addrConn is one end of a pipe that claims to come from a given address.
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
+
+// oneConnListener hands out one connection, then reports itself closed.
+type oneConnListener struct{ conns chan net.Conn }
+
+func (l oneConnListener) Accept() (net.Conn, error) {
+	c, ok := <-l.conns
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+func (l oneConnListener) Close() error   { return nil }
+func (l oneConnListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// TestListenerCountsAnIPv6ClientByItsPrefix offers connections from
+// addresses of one IPv6 /64 and of others: the /64 shares one cap, and its
+// connections past the cap and the slack are closed as they come.
+func TestListenerCountsAnIPv6ClientByItsPrefix(t *testing.T) {
+	const limit = 2
+	conns := newTally(limit, 1000)
+	// offer has a listener accept a connection from addr and returns it,
+	// or nil when the listener closed it instead.
+	offer := func(addr string) *limitedConn {
+		t.Helper()
+		ours, theirs := net.Pipe()
+		t.Cleanup(func() { theirs.Close() })
+		one := oneConnListener{make(chan net.Conn, 1)}
+		one.conns <- addrConn{ours, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(addr))}
+		close(one.conns)
+		c, err := (&limitedListener{Listener: one, conns: conns, byClient: true}).Accept()
+		if errors.Is(err, net.ErrClosed) {
+			if _, err := theirs.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+				t.Fatalf("a refused connection was left open: %v", err)
+			}
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*limitedConn)
+	}
+
+	prefix := []string{"[2001:db8:1:2::1]:1000", "[2001:db8:1:2:ffff::7]:1001", "[2001:db8:1:2::1]:1002"}
+	for i := range limit + refusalSlack {
+		want := admitted
+		if i >= limit {
+			want = overClient
+		}
+		if c := offer(prefix[i%len(prefix)]); c == nil || c.verdict != want {
+			t.Fatalf("connection %d of the /64: %+v; want verdict %v", i, c, want)
+		}
+	}
+	if c := offer("[2001:db8:1:2:abcd::1]:2000"); c != nil {
+		t.Error("a connection of the /64 past the cap and the slack was not closed")
+	}
+	for _, other := range []string{"[2001:db8:1:3::1]:1000", "[::ffff:192.0.2.1]:1000", "192.0.2.2:1000"} {
+		if c := offer(other); c == nil || c.verdict != admitted {
+			t.Errorf("a connection from %s: %+v; want admitted", other, c)
+		}
+	}
 }
