@@ -22,6 +22,13 @@ const (
 // handshakes or hold more descriptors than cap + slack.
 const refusalSlack = 8
 
+// The reasons given to Config.OnRefuse.
+const (
+	RefusedClient = "client" // answered 429: the client's cap
+	RefusedServer = "server" // answered 503: the server's cap
+	RefusedClosed = "closed" // closed as accepted, past a cap and the slack
+)
+
 // verdict is what the connection caps said of a connection or a request.
 type verdict int
 
@@ -97,6 +104,7 @@ type limitedListener struct {
 	// where every connection comes from the proxy and only the total is
 	// capped (requests are then capped per forwarded address instead).
 	byClient bool
+	refused  func(reason string) // see Server.refused
 }
 
 // Accept returns the next connection within the caps (or their slack),
@@ -114,6 +122,7 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		v, counted := l.conns.take(client, refusalSlack)
 		if !counted {
 			c.Close()
+			l.refused(RefusedClosed)
 			continue
 		}
 		return &limitedConn{Conn: c, conns: l.conns, client: client, verdict: v}, nil
@@ -192,13 +201,22 @@ func (s *Server) limitRequests(next http.Handler) http.Handler {
 		}
 		switch v {
 		case overClient:
+			s.refused(RefusedClient)
 			refuse(w, http.StatusTooManyRequests, "429 too many connections from your address")
 		case overTotal:
+			s.refused(RefusedServer)
 			refuse(w, http.StatusServiceUnavailable, "503 the server is at its connection limit")
 		default:
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// refused tells Config.OnRefuse, if set, of a refusal.
+func (s *Server) refused(reason string) {
+	if s.cfg.OnRefuse != nil {
+		s.cfg.OnRefuse(reason)
+	}
 }
 
 // refuse answers status with msg and closes the connection (over HTTP/2,

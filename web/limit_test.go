@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -292,7 +293,8 @@ func TestPerClientCap(t *testing.T) {
 	const limit = 3
 	for _, plain := range []bool{true, false} {
 		t.Run(map[bool]string{true: "plain HTTP", false: "TLS"}[plain], func(t *testing.T) {
-			e := startEndpoint(t, Config{PlainHTTP: plain, MaxConnsPerClient: limit}, echoWS, nil)
+			var refused refusals
+			e := startEndpoint(t, Config{PlainHTTP: plain, MaxConnsPerClient: limit, OnRefuse: refused.note}, echoWS, nil)
 			var held []net.Conn
 			for range limit {
 				c := e.mustDial(t, "127.0.0.1")
@@ -312,6 +314,9 @@ func TestPerClientCap(t *testing.T) {
 				t.Error("the refusal carries no security headers")
 			}
 			waitClosed(t, over)
+			if got := refused.get(RefusedClient); got != 1 {
+				t.Errorf("%d refusals %q told, want 1", got, RefusedClient)
+			}
 
 			other := e.mustDial(t, "127.0.0.2")
 			if resp := roundTrip(t, other, "/healthz"); resp.StatusCode != http.StatusOK {
@@ -375,7 +380,8 @@ func TestPastTheSlackConnectionsAreClosedBeforeTheHandshake(t *testing.T) {
 // TestServerWideCap fills the server's cap from two addresses: the next
 // connection is refused with 503.
 func TestServerWideCap(t *testing.T) {
-	e := startEndpoint(t, Config{PlainHTTP: true, MaxConns: 2}, nil, nil)
+	var refused refusals
+	e := startEndpoint(t, Config{PlainHTTP: true, MaxConns: 2, OnRefuse: refused.note}, nil, nil)
 	for _, from := range []string{"127.0.0.1", "127.0.0.2"} {
 		if resp := roundTrip(t, e.mustDial(t, from), "/healthz"); resp.StatusCode != http.StatusOK {
 			t.Fatalf("within the cap: %s", resp.Status)
@@ -384,6 +390,9 @@ func TestServerWideCap(t *testing.T) {
 	resp := roundTrip(t, e.mustDial(t, "127.0.0.3"), "/healthz")
 	if resp.StatusCode != http.StatusServiceUnavailable || !resp.Close {
 		t.Errorf("past the server's cap: %s, close %v; want 503, closed", resp.Status, resp.Close)
+	}
+	if got := refused.get(RefusedServer); got != 1 {
+		t.Errorf("%d refusals %q told, want 1", got, RefusedServer)
 	}
 }
 
@@ -668,6 +677,27 @@ func TestOversizedHeaderIsRefused(t *testing.T) {
 	waitClosed(t, c)
 }
 
+// refusals counts what Config.OnRefuse is told, by reason.
+type refusals struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *refusals) note(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[string]int{}
+	}
+	r.n[reason]++
+}
+
+func (r *refusals) get(reason string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[reason]
+}
+
 // addrConn is one end of a pipe that claims to come from a given address.
 type addrConn struct {
 	net.Conn
@@ -695,6 +725,7 @@ func (l oneConnListener) Addr() net.Addr { return &net.TCPAddr{} }
 func TestListenerCountsAnIPv6ClientByItsPrefix(t *testing.T) {
 	const limit = 2
 	conns := newTally(limit, 1000)
+	var refused refusals
 	// offer has a listener accept a connection from addr and returns it,
 	// or nil when the listener closed it instead.
 	offer := func(addr string) *limitedConn {
@@ -704,7 +735,7 @@ func TestListenerCountsAnIPv6ClientByItsPrefix(t *testing.T) {
 		one := oneConnListener{make(chan net.Conn, 1)}
 		one.conns <- addrConn{ours, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(addr))}
 		close(one.conns)
-		c, err := (&limitedListener{Listener: one, conns: conns, byClient: true}).Accept()
+		c, err := (&limitedListener{Listener: one, conns: conns, byClient: true, refused: refused.note}).Accept()
 		if errors.Is(err, net.ErrClosed) {
 			if _, err := theirs.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 				t.Fatalf("a refused connection was left open: %v", err)
@@ -730,6 +761,9 @@ func TestListenerCountsAnIPv6ClientByItsPrefix(t *testing.T) {
 	}
 	if c := offer("[2001:db8:1:2:abcd::1]:2000"); c != nil {
 		t.Error("a connection of the /64 past the cap and the slack was not closed")
+	}
+	if got := refused.get(RefusedClosed); got != 1 {
+		t.Errorf("%d refusals %q told, want 1", got, RefusedClosed)
 	}
 	for _, other := range []string{"[2001:db8:1:3::1]:1000", "[::ffff:192.0.2.1]:1000", "192.0.2.2:1000"} {
 		if c := offer(other); c == nil || c.verdict != admitted {

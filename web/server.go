@@ -107,6 +107,11 @@ type Config struct {
 	// is accepted, before a TLS handshake. Defaults 64 and 4096.
 	MaxConnsPerClient int
 	MaxConns          int
+	// OnRefuse, when set, is told of each connection or request refused by
+	// these caps, from the goroutine refusing it: reason is RefusedClient or
+	// RefusedServer for one answered 429 or 503, RefusedClosed for a
+	// connection closed as it was accepted.
+	OnRefuse func(reason string)
 
 	// TrustProxy takes the client address of a request from the last
 	// X-Forwarded-For entry, as the signalling server does.
@@ -491,7 +496,7 @@ func (s *Server) httpServer(h http.Handler, maxHeaderBytes int, errorLog *log.Lo
 // limited counts ln's connections against the Config's caps (see
 // Config.MaxConnsPerClient); all listeners share one count.
 func (s *Server) limited(ln net.Listener) net.Listener {
-	return &limitedListener{Listener: ln, conns: s.conns, byClient: !s.cfg.TrustProxy}
+	return &limitedListener{Listener: ln, conns: s.conns, byClient: !s.cfg.TrustProxy, refused: s.refused}
 }
 
 // shutdown stops servers gracefully within Config.ShutdownTimeout, closing

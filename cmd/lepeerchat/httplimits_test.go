@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -95,6 +96,23 @@ func TestDescriptorLimitKeepsServingTLS(t *testing.T) {
 			t.Errorf("another address, connection %d: GET /healthz: %d, want 200", i, code)
 		}
 		c.Close()
+	}
+
+	c, err := p.dialFrom("127.0.0.2")
+	if err != nil {
+		t.Fatalf("another address: TLS handshake: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(replyTimeout))
+	io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`lepeerchat_http_refused_total{reason="closed"} %d`, refused); !strings.Contains(string(body), want+"\n") {
+		t.Errorf("/metrics does not say %q", want)
 	}
 }
 

@@ -200,6 +200,7 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 	if err := signals.Start(ctx); err != nil {
 		return err
 	}
+	cfg.web.OnRefuse = m.CountHTTPRefusal
 	srv, err := web.New(cfg.web, signals, promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}), logger)
 	if err != nil {
 		return err
