@@ -117,12 +117,17 @@ func TestDescriptorLimitKeepsServingTLS(t *testing.T) {
 }
 
 // TestBodylessRequestClosedWithinReadTimeout sends a request announcing a
-// body it never sends to the binary with -http-read-timeout, over TLS and
-// in plain HTTP: the server ends the connection.
+// body it never sends to the binary with short HTTP timeouts, over TLS and
+// in plain HTTP: the server ends the connection, while a signalling
+// WebSocket opened before it, older than both timeouts by then, still
+// answers.
 func TestBodylessRequestClosedWithinReadTimeout(t *testing.T) {
 	for _, args := range [][]string{nil, {"-http"}} {
 		t.Run(strings.Join(append([]string{"mode"}, args...), " "), func(t *testing.T) {
-			p := start(t, t.TempDir(), nil, append(args, "-http-read-timeout", "500ms")...)
+			p := start(t, t.TempDir(), nil, append(args, "-http-read-timeout", "500ms", "-http-write-timeout", "500ms")...)
+			ws := p.dial()
+			m := ws.createRoom("Timeouts", "Ann")
+
 			u, _ := url.Parse(p.url)
 			var c net.Conn
 			var err error
@@ -144,6 +149,8 @@ func TestBodylessRequestClosedWithinReadTimeout(t *testing.T) {
 			if errors.As(err, &ne) && ne.Timeout() {
 				t.Fatal("the server still held the connection after 5 s")
 			}
+
+			ws.status(m)
 		})
 	}
 }
