@@ -152,7 +152,7 @@ type Server struct {
 	drain     context.CancelFunc // cancels draining
 	sessions  sync.WaitGroup     // WebSocket handlers still running
 	conns     *tally             // connections open on the listeners
-	requests  *tally             // requests in progress, but WebSocket handshakes
+	requests  *tally             // requests in progress other than WebSocket handshakes
 	metrics   http.Handler       // the metrics listener's handler, with MetricsListen
 
 	mu        sync.Mutex
@@ -166,8 +166,8 @@ type Server struct {
 // certificate files, or creating or reusing the self-signed certificate in
 // cfg.DataDir) and builds the handler tree. ws is mounted at exactly /ws and
 // metrics at /metrics (or on its own listener, with Config.MetricsListen);
-// a nil handler makes its path answer 404. A nil logger
-// discards logs. New does not open any socket.
+// a nil handler makes its path answer 404. A nil logger discards logs. New
+// does not open any socket.
 func New(cfg Config, ws, metrics http.Handler, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
