@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"lepeerchat/internal/clientaddr"
 )
@@ -171,10 +172,16 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 
 // connState uncounts a connection when net/http is done with it; it is
 // http.Server.ConnState. A hijacked connection is a WebSocket from then on,
-// counted by the signalling server's own cap.
+// counted by the signalling server's own cap, and the server's read and
+// write timeouts must not cut it: its deadlines are lifted here, before the
+// WebSocket handler gets it (net/http.Hijacker leaves that to the caller),
+// and the signalling server sets its own.
 func connState(c net.Conn, state http.ConnState) {
 	if state != http.StateHijacked && state != http.StateClosed {
 		return
+	}
+	if state == http.StateHijacked {
+		c.SetDeadline(time.Time{})
 	}
 	if lc := limitedOf(c); lc != nil {
 		lc.release()

@@ -85,9 +85,9 @@ type Config struct {
 	// from its first byte (and a TLS handshake); WriteTimeout bounds the
 	// time from the end of a request's header to the end of its response.
 	// A connection that overstays either is closed. Both hold on every
-	// listener and every path but a WebSocket: net/http lifts a
-	// connection's deadlines when the WebSocket handler takes it over
-	// (hijacks it), and the signalling server sets its own. WebSockets are
+	// listener and every path but a WebSocket: a connection's deadlines
+	// are lifted as the WebSocket handler takes it over (hijacks it), and
+	// the signalling server sets its own. WebSockets are
 	// HTTP/1.1 only: the HTTP/2 server offers no extended CONNECT, so
 	// browsers open them on a connection of their own even when the page
 	// came over HTTP/2. Defaults 15 s and 30 s.
