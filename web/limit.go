@@ -122,8 +122,8 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		}
 		v, counted := l.conns.take(client, refusalSlack)
 		if !counted {
+			l.refused(RefusedClosed) // first, so that it is counted once the client sees the close
 			c.Close()
-			l.refused(RefusedClosed)
 			continue
 		}
 		return &limitedConn{Conn: c, conns: l.conns, client: client, verdict: v}, nil
