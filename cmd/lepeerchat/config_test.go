@@ -27,6 +27,7 @@ var allFlags = []string{
 	"listen", "data", "tls-cert", "tls-key", "acme-domain", "acme-email", "acme-http", "http",
 	"discard-after", "allowed-origins", "trust-proxy", "max-conns-per-ip", "rate", "burst", "node",
 	"log-level", "log-format", "redis",
+	"http-read-timeout", "http-write-timeout", "max-http-conns-per-ip", "max-http-conns", "metrics-listen", "metrics-token",
 	"turn", "turn-listen", "turn-tls-listen", "turn-public-ip", "turn-host", "turn-relay-ports",
 	"turn-allow-peer", "turn-max-allocations", "turn-secret", "turn-credential-ttl", "ice-servers",
 }
@@ -40,9 +41,13 @@ func envName(flagName string) string {
 func defaultConfig() *config {
 	return &config{
 		web: web.Config{
-			Listen:         web.DefaultListen,
-			DataDir:        "lepeerchat-data",
-			ACMEHTTPListen: web.DefaultACMEHTTPListen,
+			Listen:            web.DefaultListen,
+			DataDir:           "lepeerchat-data",
+			ACMEHTTPListen:    web.DefaultACMEHTTPListen,
+			ReadTimeout:       web.DefaultReadTimeout,
+			WriteTimeout:      web.DefaultWriteTimeout,
+			MaxConnsPerClient: web.DefaultMaxConnsPerClient,
+			MaxConns:          web.DefaultMaxConns,
 		},
 		signal: sig.Config{
 			DiscardDelay:  30 * time.Minute,
@@ -123,12 +128,18 @@ var flagCases = []struct {
 	{"allowed-origins", "*.example.org, app.example.net", func(c *config) {
 		c.signal.OriginPatterns = []string{"*.example.org", "app.example.net"}
 	}},
-	{"trust-proxy", "true", func(c *config) { c.signal.TrustProxy = true }},
+	{"trust-proxy", "true", func(c *config) { c.signal.TrustProxy, c.web.TrustProxy = true, true }},
 	{"max-conns-per-ip", "4", func(c *config) { c.signal.MaxConnsPerIP = 4 }},
 	{"rate", "2.5", func(c *config) { c.signal.Rate = rate.Limit(2.5) }},
 	{"burst", "7", func(c *config) { c.signal.Burst = 7 }},
 	{"node", "node-b", func(c *config) { c.signal.Node = "node-b" }},
 	{"redis", "redis://127.0.0.1:6379/2", func(c *config) { c.redisURL = "redis://127.0.0.1:6379/2" }},
+	{"http-read-timeout", "5s", func(c *config) { c.web.ReadTimeout = 5 * time.Second }},
+	{"http-write-timeout", "1m", func(c *config) { c.web.WriteTimeout = time.Minute }},
+	{"max-http-conns-per-ip", "8", func(c *config) { c.web.MaxConnsPerClient = 8 }},
+	{"max-http-conns", "500", func(c *config) { c.web.MaxConns = 500 }},
+	{"metrics-listen", "127.0.0.1:9100", func(c *config) { c.web.MetricsListen = "127.0.0.1:9100" }},
+	{"metrics-token", "scrape-me", func(c *config) { c.web.MetricsToken = "scrape-me" }},
 	{"log-level", "debug", func(c *config) { c.logLevel = slog.LevelDebug }},
 	{"log-format", "json", func(c *config) { c.logJSON = true }},
 	{"turn", "false", func(c *config) { c.turn.Enabled = false }},
@@ -242,7 +253,7 @@ func TestParseConfigVariantsAndPrecedence(t *testing.T) {
 				"LEPEERCHAT_LOG_LEVEL":   "WARN",
 			},
 			want: func(c *config) {
-				c.signal.Rate, c.signal.Burst, c.signal.TrustProxy = 10, 20, true
+				c.signal.Rate, c.signal.Burst, c.signal.TrustProxy, c.web.TrustProxy = 10, 20, true, true
 				c.logJSON, c.logLevel = true, slog.LevelWarn
 			},
 		},
@@ -313,6 +324,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative burst", []string{"-burst=-3"}, nil, []string{"-burst", "positive"}},
 		{"fractional burst", []string{"-burst=1.5"}, nil, []string{"-burst", "1.5"}},
 		{"zero max conns", []string{"-max-conns-per-ip=0"}, nil, []string{"-max-conns-per-ip", "positive"}},
+		{"zero read timeout", []string{"-http-read-timeout=0s"}, nil, []string{"-http-read-timeout", "positive"}},
+		{"negative write timeout", []string{"-http-write-timeout=-1s"}, nil, []string{"-http-write-timeout", "positive"}},
+		{"zero HTTP conns per address", []string{"-max-http-conns-per-ip=0"}, nil, []string{"-max-http-conns-per-ip", "positive"}},
+		{"negative HTTP conns", nil, map[string]string{"LEPEERCHAT_MAX_HTTP_CONNS": "-4"}, []string{"-max-http-conns", "positive"}},
 		{"unknown log level", []string{"-log-level=loud"}, nil, []string{"-log-level", "loud"}},
 		{"empty log level", []string{"-log-level="}, nil, []string{"-log-level"}},
 		{"unknown log format", []string{"-log-format", "xml"}, nil, []string{"-log-format", "xml"}},
