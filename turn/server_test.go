@@ -57,6 +57,18 @@ func (c *fakeClock) Advance(d time.Duration) {
 // 127.0.0.1, changed by opts.
 func startTURN(t *testing.T, opts ...func(*Config)) *Server {
 	t.Helper()
+	s := startUnclosed(t, opts...)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close TURN server: %v", err)
+		}
+	})
+	return s
+}
+
+// startUnclosed is startTURN for a test that closes the server itself.
+func startUnclosed(t *testing.T, opts ...func(*Config)) *Server {
+	t.Helper()
 	cfg := Config{
 		Secret:       testSecret,
 		Listen:       "127.0.0.1:0",
@@ -71,11 +83,6 @@ func startTURN(t *testing.T, opts ...func(*Config)) *Server {
 	if err != nil {
 		t.Fatalf("start TURN server: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close TURN server: %v", err)
-		}
-	})
 	return s
 }
 
