@@ -40,8 +40,8 @@ const formatVersion = 1
 var (
 	roomsBucket   = []byte("rooms")
 	revokedBucket = []byte("revoked")
-	metaBucket  = []byte("meta")
-	formatKey   = []byte("format")
+	metaBucket    = []byte("meta")
+	formatKey     = []byte("format")
 )
 
 // errClosed is the cause of every failure of a Store used after Close.
