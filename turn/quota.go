@@ -52,6 +52,8 @@ func (s *Server) quota(member, _ string, src net.Addr) bool {
 		return false
 	}
 	s.pending[member] = client
+	// The store was just asked about member (see recheckEvery).
+	s.checked[member] = s.cfg.Now()
 	return true
 }
 
@@ -147,6 +149,7 @@ func (s *Server) release(r *relay) io.Closer {
 	if len(set) == 0 {
 		delete(s.relays, r.member)
 		delete(s.pending, r.member)
+		delete(s.checked, r.member)
 	}
 	if s.clients[r.client]--; s.clients[r.client] <= 0 {
 		delete(s.clients, r.client)

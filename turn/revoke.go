@@ -3,7 +3,10 @@ package turn
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
+
+	"github.com/pion/stun/v4"
 )
 
 // Revocations keeps the members whose credentials are refused, beyond this
@@ -20,6 +23,10 @@ type Revocations interface {
 // the listener the request came on, so a slow store slows that listener.
 const storeTimeout = time.Second
 
+// recheckEvery is how often, at most, the store is asked again about a
+// member holding relays here, when it refreshes them.
+const recheckEvery = 30 * time.Second
+
 // How a revocation is checked, and what it costs. pion calls the auth
 // handler for every authenticated request (Allocate, Refresh,
 // CreatePermission, ChannelBind), before it checks the request's
@@ -29,13 +36,14 @@ const storeTimeout = time.Second
 // quota handler, which pion calls after the integrity check: only a
 // holder of valid credentials makes the server ask the store, once per
 // allocation, the step that opens a socket anyway. No "not revoked"
-// answer is cached, so a member revoked on another node is refused its
-// next allocation on this one at once. A member revoked elsewhere keeps
-// the relays it already holds here until it next allocates (which closes
-// them) or they expire (a browser refreshes them every few minutes and
-// stops when its call ends): the relays a kicked member holds are closed
-// at once only on the node that revoked it, and only new allocations are
-// refused everywhere.
+// answer is cached for allocations, so a member revoked on another node is
+// refused its next allocation on this one at once. The relays a member
+// revoked elsewhere already holds here are closed when it next allocates,
+// or when it next refreshes one of them (Refresh, CreatePermission,
+// ChannelBind, which browsers send every few minutes): onAuth, called by
+// pion once such a request's integrity is checked, asks the store about a
+// member holding relays here at most every recheckEvery, so a member with
+// many relays costs one look-up per interval, not one per request.
 
 // Revoke ends member's relays on this server at once and refuses its
 // credentials from now on, for a member that left its room for good or was
@@ -69,6 +77,7 @@ func (s *Server) revokeHere(member string, until time.Time) {
 		}
 	}
 	delete(s.pending, member)
+	delete(s.checked, member)
 	var rs []*relay
 	for r := range s.relays[member] {
 		rs = append(rs, r)
@@ -79,6 +88,29 @@ func (s *Server) revokeHere(member string, until time.Time) {
 	}
 	if len(rs) > 0 {
 		s.cfg.Logger.Info("turn: closed the relays of a departed member", "member", member, "relays", len(rs))
+	}
+}
+
+// onAuth is pion's OnAuth event handler, called once a request's
+// credentials and integrity are checked: see recheckEvery.
+func (s *Server) onAuth(_, _ net.Addr, _, username, _, method string, verdict bool) {
+	if !verdict || method == stun.MethodAllocate.String() || s.cfg.Revocations == nil {
+		return
+	}
+	member, _, err := ParseUsername(username)
+	if err != nil {
+		return
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	_, holds := s.relays[member]
+	due := holds && !now.Before(s.checked[member].Add(recheckEvery))
+	if due {
+		s.checked[member] = now
+	}
+	s.mu.Unlock()
+	if due {
+		s.revokedInStore(member)
 	}
 }
 

@@ -2,6 +2,7 @@ package turn
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -150,5 +151,44 @@ func TestAllocationRefusedWhenTheStoreCannotAnswer(t *testing.T) {
 	_, err = turnClient(t, s, u, p).Allocate()
 	if err == nil || !strings.Contains(err.Error(), "486") {
 		t.Errorf("allocation with the store down: %v, want a 486 refusal", err)
+	}
+}
+
+func TestRelaysOnAnotherNodeCloseAtTheirNextRefresh(t *testing.T) {
+	redis := redistest.Start(t, false)
+	open := func() *redisstore.Store {
+		st, err := redisstore.Open(t.Context(), redis.URL(), redisstore.Options{Prefix: "turn-test:"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	clock := &fakeClock{now: time.Now()}
+	a := startTURN(t, func(c *Config) { c.Revocations = open() })
+	b := startTURN(t, func(c *Config) {
+		c.Revocations = open()
+		c.Now = clock.Now
+	})
+	u, p := mintFor("memberA", time.Hour)
+	cb := turnClient(t, b, u, p)
+	allocate(t, cb)
+	if err := a.Revoke(t.Context(), "memberA"); err != nil {
+		t.Fatal(err)
+	}
+	// Within recheckEvery of the allocation's look-up, node B does not
+	// ask the store again: the relay stays.
+	peer := &net.UDPAddr{IP: net.IPv4(203, 0, 113, 5), Port: 9}
+	if err := cb.CreatePermission(peer); err != nil {
+		t.Fatalf("permission: %v", err)
+	}
+	if got := b.Allocations("memberA"); got != 1 {
+		t.Fatalf("node B holds %d relays of the member before the recheck, want 1", got)
+	}
+	// Past it, the next refresh finds the revocation and closes the relay.
+	clock.Advance(recheckEvery)
+	cb.CreatePermission(peer)
+	if got := b.Allocations("memberA"); got != 0 {
+		t.Errorf("node B holds %d relays of a member revoked on node A after its refresh", got)
 	}
 }

@@ -134,10 +134,16 @@ type Server struct {
 	clients map[string]int
 	open    int
 	// pending holds the client address of each member's allocation under
-	// way, from the quota check to the opening of its socket.
+	// way, from the quota check to the opening of its socket. Like
+	// checked, it is forgotten with the member's last relay (or its
+	// revocation), so it holds at most the members that passed the quota
+	// check, which needs valid credentials.
 	pending map[string]string
 	// ports counts the open relay sockets on each port.
 	ports map[relayPort]int
+	// checked holds when the store was last asked about each member
+	// holding relays here (see recheckEvery).
+	checked map[string]time.Time
 	// revoked holds members gone for good, and until when their
 	// credentials could still be used.
 	revoked map[string]time.Time
@@ -213,6 +219,7 @@ func Start(cfg Config) (*Server, error) {
 		clients:       make(map[string]int),
 		pending:       make(map[string]string),
 		ports:         make(map[relayPort]int),
+		checked:       make(map[string]time.Time),
 		revoked:       make(map[string]time.Time),
 	}
 	s.own.refresh(cfg.PublicIP, cfg.Now())
@@ -260,6 +267,7 @@ func Start(cfg Config) (*Server, error) {
 		StrictAddressFamily: true,
 		AuthHandler:         s.authenticate,
 		QuotaHandler:        s.quota,
+		EventHandler:        pionturn.EventHandler{OnAuth: s.onAuth},
 		PacketConnConfigs:   []pionturn.PacketConnConfig{{PacketConn: udp, RelayAddressGenerator: gen, PermissionHandler: perm}},
 		ListenerConfigs:     listeners,
 		LoggerFactory:       slogFactory{cfg.Logger},
