@@ -121,7 +121,7 @@ type Server struct {
 	port   int
 	tls    net.Listener
 
-	// size is the number of ports of the relay range, reserve how many of
+	// size is the number of ports of the relay range, reserved how many of
 	// them are kept in reserve, maxPerAddress the cap of a client address.
 	size, reserved, maxPerAddress int
 	own                           ownAddrs
