@@ -2,10 +2,12 @@ package turn
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -190,5 +192,42 @@ func TestRelaysOnAnotherNodeCloseAtTheirNextRefresh(t *testing.T) {
 	cb.CreatePermission(peer)
 	if got := b.Allocations("memberA"); got != 0 {
 		t.Errorf("node B holds %d relays of a member revoked on node A after its refresh", got)
+	}
+}
+
+// breakableRevocations is a store that knows no revocation, and fails
+// once broken.
+type breakableRevocations struct{ broken atomic.Bool }
+
+var errStoreDown = errors.New("store down")
+
+func (b *breakableRevocations) Revoke(context.Context, string, time.Time) error {
+	if b.broken.Load() {
+		return errStoreDown
+	}
+	return nil
+}
+
+func (b *breakableRevocations) Revoked(context.Context, string) (bool, error) {
+	if b.broken.Load() {
+		return false, errStoreDown
+	}
+	return false, nil
+}
+
+func TestRevokeWithTheStoreDownStillHoldsHere(t *testing.T) {
+	st := &breakableRevocations{}
+	s := startTURN(t, func(c *Config) { c.Revocations = st })
+	u, p := mintFor("memberA", time.Hour)
+	allocate(t, turnClient(t, s, u, p))
+	st.broken.Store(true)
+	if err := s.Revoke(t.Context(), "memberA"); !errors.Is(err, errStoreDown) {
+		t.Errorf("Revoke with the store down: %v, want the store's error", err)
+	}
+	if got := s.Allocations("memberA"); got != 0 {
+		t.Errorf("memberA holds %d relays after a Revoke the store failed", got)
+	}
+	if !s.isRevoked("memberA") {
+		t.Error("the revocation the store failed to keep is not held in memory")
 	}
 }
