@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -11,17 +12,19 @@ import (
 	pionturn "github.com/pion/turn/v5"
 )
 
-// ownRange is the relay range of the tests here: the services they start
-// sit on its first port, inside the range as on a server whose services
-// share the ports it gives relays.
-const ownMin, ownMax = 62500, 62519
+// ownMin–ownMax is the relay range of the tests here (see isolated):
+// the services they start sit on its first port, inside the range as on a
+// server whose services share the ports it gives relays.
+const ownMin, ownMax = 23500, 23519
 
 // TestRelayNeverReachesServicesInsideTheRelayRange starts a UDP and a TCP
 // service on the server's own address on a port of the relay range, with
 // loopback allowed as a test allows it: neither is reachable through a
 // relay, while two relays still reach each other.
 func TestRelayNeverReachesServicesInsideTheRelayRange(t *testing.T) {
-	svcAddr := net.JoinHostPort("127.0.0.1", "62500")
+	var cfg Config
+	isolated(&cfg)
+	svcAddr := net.JoinHostPort(cfg.PublicIP.String(), strconv.Itoa(ownMin))
 	udpSvc, err := net.ListenPacket("udp4", svcAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -33,6 +36,7 @@ func TestRelayNeverReachesServicesInsideTheRelayRange(t *testing.T) {
 	}
 	defer tcpSvc.Close()
 	s := startTURN(t, func(c *Config) {
+		c.Listen, c.PublicIP = cfg.Listen, cfg.PublicIP
 		c.MinRelayPort, c.MaxRelayPort = ownMin, ownMax
 		c.Peers.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	})
@@ -99,4 +103,41 @@ func waiting(t *testing.T, c syscall.Conn) bool {
 		t.Fatalf("look for waiting input: %v", lookErr)
 	}
 	return lookErr == nil
+}
+
+func TestOwnAddressesAreReachableOnlyOnRelaySockets(t *testing.T) {
+	s := startTURN(t, isolated, func(c *Config) {
+		c.MinRelayPort, c.MaxRelayPort = ownMin, ownMax
+		c.PublicIP = netip.MustParseAddr("192.0.2.10")
+		c.Peers.Allow = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+	})
+	u, p := mintFor("memberA", time.Hour)
+	relay := allocate(t, clientFrom(t, s, "127.0.0.1", u, p))
+	port := relay.LocalAddr().(*net.UDPAddr).Port
+	other := ownMin
+	if other == port {
+		other++
+	}
+	listen, _, _ := net.SplitHostPort(s.cfg.Listen)
+	udp := func(ip string, port int) net.Addr { return &net.UDPAddr{IP: net.ParseIP(ip), Port: port} }
+	tests := []struct {
+		name string
+		peer net.Addr
+		want bool
+	}{
+		{"the public address, on the relay's socket", udp("192.0.2.10", port), true},
+		{"loopback, on the relay's socket", udp("127.0.0.1", port), true},
+		{"the public address, on a free port of the range", udp("192.0.2.10", other), false},
+		{"the public address, on the TURN port", udp("192.0.2.10", s.Port()), false},
+		{"the listen address, on a free port of the range", udp(listen, other), false},
+		{"another loopback address, on a free port of the range", udp("127.0.0.2", other), false},
+		{"the unspecified address", udp("0.0.0.0", other), false},
+		{"the relay's UDP port, over TCP", &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: port}, false},
+		{"an address of another host, allowed by the policy", udp("10.1.2.3", other), true},
+	}
+	for _, tt := range tests {
+		if got := s.mayReach(tt.peer); got != tt.want {
+			t.Errorf("%s (%v): mayReach = %v, want %v", tt.name, tt.peer, got, tt.want)
+		}
+	}
 }

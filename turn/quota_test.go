@@ -1,7 +1,9 @@
 package turn
 
 import (
+	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,8 +12,19 @@ import (
 	pionturn "github.com/pion/turn/v5"
 )
 
-// Each test here has a narrow relay range of its own, so that no other test
-// of the package (nor of another package run beside it) takes its ports.
+// The tests here count ports in narrow relay ranges, so no other socket may
+// take one: each runs its server on a loopback address of its own (see
+// isolated), where its relays bind, with a range below Linux's ephemeral
+// ports (32768–60999) and the default relay range (49152–65535).
+
+// isolated puts the server on a random loopback address other than
+// 127.0.0.1–127.0.0.255, relaying from there: no other test, nor another
+// copy of this one, uses its ports.
+func isolated(c *Config) {
+	ip := netip.AddrFrom4([4]byte{127, byte(1 + rand.IntN(254)), byte(rand.IntN(256)), byte(1 + rand.IntN(254))})
+	c.Listen = net.JoinHostPort(ip.String(), "0")
+	c.PublicIP = ip
+}
 
 // clientFrom is a pion TURN client over its own UDP socket on the loopback
 // address src: each 127.x.y.z address is a client address of its own.
@@ -47,12 +60,12 @@ func TestDefaultCapsFollowTheRelayRange(t *testing.T) {
 		perAddr, reserve int
 	}{
 		{"default range", DefaultMinRelayPort, DefaultMaxRelayPort, DefaultMaxAllocationsPerAddress, 1638},
-		{"150 ports: half the range per address", 62000, 62149, 75, 15},
-		{"one port", 62000, 62000, 1, 1},
+		{"150 ports: half the range per address", 23000, 23149, 75, 15},
+		{"one port", 23000, 23000, 1, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := startTURN(t, func(c *Config) { c.MinRelayPort, c.MaxRelayPort = tt.min, tt.max })
+			s := startTURN(t, isolated, func(c *Config) { c.MinRelayPort, c.MaxRelayPort = tt.min, tt.max })
 			if s.maxPerAddress != tt.perAddr || s.reserved != tt.reserve {
 				t.Errorf("per address %d, reserve %d; want %d, %d", s.maxPerAddress, s.reserved, tt.perAddr, tt.reserve)
 			}
@@ -69,7 +82,7 @@ func TestDefaultCapsFollowTheRelayRange(t *testing.T) {
 // every relay each member may have; with a 150-port range a legitimate
 // member at another address used to get none.
 func TestOneAddressCannotTakeEveryRelayThroughManyMembers(t *testing.T) {
-	s := startTURN(t, func(c *Config) { c.MinRelayPort, c.MaxRelayPort = 62000, 62149 })
+	s := startTURN(t, isolated, func(c *Config) { c.MinRelayPort, c.MaxRelayPort = 23000, 23149 })
 	total := 0
 	for i := range 3 {
 		n, err := allocateMany(t, s, "127.0.0.1", "flooder"+strconv.Itoa(i), DefaultMaxAllocationsPerMember)
@@ -93,8 +106,8 @@ func TestOneAddressCannotTakeEveryRelayThroughManyMembers(t *testing.T) {
 }
 
 func TestPerAddressCapCountsEveryMemberOfTheAddress(t *testing.T) {
-	s := startTURN(t, func(c *Config) {
-		c.MinRelayPort, c.MaxRelayPort = 62200, 62219
+	s := startTURN(t, isolated, func(c *Config) {
+		c.MinRelayPort, c.MaxRelayPort = 23200, 23219
 		c.MaxAllocationsPerMember = 2
 		c.MaxAllocationsPerAddress = 3
 	})
@@ -118,8 +131,8 @@ func TestPerAddressCapCountsEveryMemberOfTheAddress(t *testing.T) {
 func TestReserveKeepsTheLastPortsForOtherAddresses(t *testing.T) {
 	// 20 ports, 10 % in reserve: 2. No cap per address or member gets in
 	// the way, so only the reserve stops the flood.
-	s := startTURN(t, func(c *Config) {
-		c.MinRelayPort, c.MaxRelayPort = 62300, 62319
+	s := startTURN(t, isolated, func(c *Config) {
+		c.MinRelayPort, c.MaxRelayPort = 23300, 23319
 		c.MaxAllocationsPerMember = 100
 		c.MaxAllocationsPerAddress = 100
 	})
@@ -143,8 +156,8 @@ func TestReserveLetsAnAddressUnderItsShareIn(t *testing.T) {
 	// 20 ports, 5 in reserve: 15 to share. Two addresses at 12 and 3 fill
 	// the unreserved ports; in the reserve, the one under its share (7 of
 	// 15 for two) may go on, the other not.
-	s := startTURN(t, func(c *Config) {
-		c.MinRelayPort, c.MaxRelayPort = 62400, 62419
+	s := startTURN(t, isolated, func(c *Config) {
+		c.MinRelayPort, c.MaxRelayPort = 23400, 23419
 		c.RelayReservePercent = 25
 		c.MaxAllocationsPerMember = 100
 		c.MaxAllocationsPerAddress = 100

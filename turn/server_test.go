@@ -86,7 +86,12 @@ func startUnclosed(t *testing.T, opts ...func(*Config)) *Server {
 	return s
 }
 
-func (s *Server) testAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port())) }
+// testAddr is the address of the server's listeners, which tests start on
+// one loopback address.
+func (s *Server) testAddr() string {
+	host, _, _ := net.SplitHostPort(s.cfg.Listen)
+	return net.JoinHostPort(host, strconv.Itoa(s.Port()))
+}
 
 var quietLogs = func() logging.LoggerFactory {
 	f := logging.NewDefaultLoggerFactory()
