@@ -98,9 +98,10 @@ func (s *Server) mayReach(addr net.Addr) bool {
 	return s.policy.Allowed(ip)
 }
 
-// isRelayPort reports whether this server holds a relay socket on p.
+// isRelayPort reports whether this server holds a relay socket on p. It
+// takes no lock: two clients relayed by this server send every datagram
+// through it.
 func (s *Server) isRelayPort(p relayPort) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ports[p] > 0
+	n := s.useOf(p)
+	return n != nil && n.Load() > 0
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 
 	"lepeerchat/internal/clientaddr"
 )
@@ -132,7 +133,9 @@ func (s *Server) opened(r *relay, closer io.Closer, addr net.Addr) bool {
 	}
 	r.closer = closer
 	r.port.port = uint16(port)
-	s.ports[r.port]++
+	if n := s.useOf(r.port); n != nil {
+		n.Add(1)
+	}
 	return true
 }
 
@@ -155,12 +158,24 @@ func (s *Server) release(r *relay) io.Closer {
 		delete(s.clients, r.client)
 	}
 	s.open--
-	if r.closer != nil {
-		if s.ports[r.port]--; s.ports[r.port] <= 0 {
-			delete(s.ports, r.port)
-		}
+	if n := s.useOf(r.port); n != nil && r.closer != nil {
+		n.Add(-1)
 	}
 	return r.closer
+}
+
+// useOf returns the counter of the relay sockets open on p, or nil for a
+// port outside the relay range.
+func (s *Server) useOf(p relayPort) *atomic.Int32 {
+	i := int(p.port) - int(s.cfg.MinRelayPort)
+	if i < 0 || i >= s.size {
+		return nil
+	}
+	t := 0
+	if p.tcp {
+		t = 1
+	}
+	return &s.inUse[t][i]
 }
 
 // AddressAllocations returns how many relays the client address of addr

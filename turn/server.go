@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/logging"
@@ -125,6 +126,10 @@ type Server struct {
 	// them are kept in reserve, maxPerAddress the cap of a client address.
 	size, reserved, maxPerAddress int
 	own                           ownAddrs
+	// inUse counts the open relay sockets on each port of the range, UDP
+	// ([0]) and TCP ([1]), read without the lock for every datagram a
+	// relay sends to the server's own address (see mayReach).
+	inUse [2][]atomic.Int32
 
 	mu sync.Mutex
 	// relays holds the open relay sockets of each member.
@@ -139,8 +144,6 @@ type Server struct {
 	// revocation), so it holds at most the members that passed the quota
 	// check, which needs valid credentials.
 	pending map[string]string
-	// ports counts the open relay sockets on each port.
-	ports map[relayPort]int
 	// checked holds when the store was last asked about each member
 	// holding relays here (see recheckEvery).
 	checked map[string]time.Time
@@ -218,10 +221,10 @@ func Start(cfg Config) (*Server, error) {
 		relays:        make(map[string]map[*relay]struct{}),
 		clients:       make(map[string]int),
 		pending:       make(map[string]string),
-		ports:         make(map[relayPort]int),
 		checked:       make(map[string]time.Time),
 		revoked:       make(map[string]time.Time),
 	}
+	s.inUse = [2][]atomic.Int32{make([]atomic.Int32, size), make([]atomic.Int32, size)}
 	s.own.refresh(cfg.PublicIP, cfg.Now())
 	s.policy = PeerPolicy{Allow: append([]netip.Prefix{netip.PrefixFrom(cfg.PublicIP, 32)}, cfg.Peers.Allow...)}
 
