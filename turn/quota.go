@@ -59,7 +59,8 @@ func (s *Server) quota(member, _ string, src net.Addr) bool {
 }
 
 // admit tells whether member may open one more relay for client, and logs
-// why not. s.mu is held.
+// why not; the refusals by address at debug level, since a flood from one
+// address would otherwise flood the log. s.mu is held.
 func (s *Server) admit(member, client string) error {
 	if s.closed {
 		return errClosed
@@ -73,7 +74,7 @@ func (s *Server) admit(member, client string) error {
 	}
 	held := s.clients[client]
 	if held >= s.maxPerAddress {
-		s.cfg.Logger.Info("turn: allocation quota of an address reached", "client", client, "max", s.maxPerAddress)
+		s.cfg.Logger.Debug("turn: allocation quota of an address reached", "client", client, "max", s.maxPerAddress)
 		return errQuota
 	}
 	if free := s.size - s.open; free <= s.reserved {
@@ -82,7 +83,7 @@ func (s *Server) admit(member, client string) error {
 			holders++
 		}
 		if share := (s.size - s.reserved) / holders; held >= share {
-			s.cfg.Logger.Info("turn: relay ports run low; an address holding its share refused", "client", client, "holds", held, "share", share, "free", free)
+			s.cfg.Logger.Debug("turn: relay ports run low; an address holding its share refused", "client", client, "holds", held, "share", share, "free", free)
 			return errQuota
 		}
 	}
