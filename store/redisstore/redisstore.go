@@ -390,12 +390,22 @@ func (s *Store) Revoke(ctx context.Context, memberID string, until time.Time) er
 		return unavailable(fmt.Sprintf("revoke member %q", memberID), errClosed)
 	}
 	key, ms := s.k.revoked(memberID), until.UnixMilli()
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Do(ctx, "SET", key, 1, "NX", "PXAT", ms)
 		p.Do(ctx, "PEXPIREAT", key, ms, "GT")
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err == nil || errors.Is(err, redis.Nil) {
+		// A SET NX that found the key answers nil; look past it.
+		err = nil
+		for _, c := range cmds {
+			if cerr := c.Err(); cerr != nil && !errors.Is(cerr, redis.Nil) {
+				err = cerr
+				break
+			}
+		}
+	}
+	if err != nil {
 		return unavailable(fmt.Sprintf("revoke member %q", memberID), err)
 	}
 	return nil
