@@ -29,7 +29,7 @@ var allFlags = []string{
 	"log-level", "log-format", "redis",
 	"http-read-timeout", "http-write-timeout", "max-http-conns-per-ip", "max-http-conns", "metrics-listen", "metrics-token",
 	"turn", "turn-listen", "turn-tls-listen", "turn-public-ip", "turn-host", "turn-relay-ports",
-	"turn-allow-peer", "turn-max-allocations", "turn-secret", "turn-credential-ttl", "ice-servers",
+	"turn-allow-peer", "turn-max-allocations", "turn-max-allocations-per-ip", "turn-relay-reserve", "turn-secret", "turn-credential-ttl", "ice-servers",
 }
 
 // envName is the environment variable standing for a flag.
@@ -58,12 +58,13 @@ func defaultConfig() *config {
 		},
 		logLevel: slog.LevelInfo,
 		turn: turnConfig{
-			Enabled:   true,
-			Listen:    ":3478",
-			MinPort:   49152,
-			MaxPort:   65535,
-			MaxAllocs: 128,
-			TTL:       4 * time.Hour,
+			Enabled:        true,
+			Listen:         ":3478",
+			MinPort:        49152,
+			MaxPort:        65535,
+			MaxAllocs:      128,
+			ReservePercent: 10,
+			TTL:            4 * time.Hour,
 		},
 	}
 }
@@ -152,6 +153,8 @@ var flagCases = []struct {
 		c.turn.AllowPeers = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32")}
 	}},
 	{"turn-max-allocations", "16", func(c *config) { c.turn.MaxAllocs = 16 }},
+	{"turn-max-allocations-per-ip", "40", func(c *config) { c.turn.MaxAllocsPerIP = 40 }},
+	{"turn-relay-reserve", "0", func(c *config) { c.turn.ReservePercent = 0 }},
 	{"turn-secret", "0123456789abcdef-cluster", func(c *config) { c.turn.Secret = "0123456789abcdef-cluster" }},
 	{"turn-credential-ttl", "90m", func(c *config) { c.turn.TTL = 90 * time.Minute }},
 	{"ice-servers", "stun:stun.example.org, turn:coturn.example.org:3478?transport=udp", func(c *config) {
@@ -364,6 +367,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"TURN over TLS without port", []string{"-turn-tls-listen", "5349"}, nil, []string{"-turn-tls-listen"}},
 		{"short secret", []string{"-turn-secret", "short"}, nil, []string{"-turn-secret"}},
 		{"zero allocations", []string{"-turn-max-allocations", "0"}, nil, []string{"-turn-max-allocations"}},
+		{"negative allocations per address", []string{"-turn-max-allocations-per-ip", "-1"}, nil, []string{"-turn-max-allocations-per-ip"}},
+		{"reserve over 90 percent", []string{"-turn-relay-reserve", "91"}, nil, []string{"-turn-relay-reserve"}},
 		{"credential lifetime too short", []string{"-turn-credential-ttl", "30s"}, nil, []string{"-turn-credential-ttl"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
