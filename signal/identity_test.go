@@ -296,3 +296,49 @@ func TestClusterKeysCrossNodes(t *testing.T) {
 		t.Fatalf("node A's view after the rebinding: %v", r)
 	}
 }
+
+func TestOnlyTheSecretRebindsAKey(t *testing.T) {
+	ts := startServer(t, "")
+	a, b, owner, guest := annAndBob(t, ts)
+	bobKey := newKey(t)
+	b2 := dial(t, ts)
+	b2.mustCall("rejoin", withKey(guest.creds(), bobKey))
+	b.event("session.replaced")
+	a.event("member.key")
+
+	// Mallory knows Bob's id, not his secret: her key binds to nobody,
+	// whether she guesses or claims to be Bob in another room.
+	mallory := dial(t, ts)
+	forged := withKey(guest.creds(), newKey(t))
+	forged["secret"] = strings.Repeat("x", 43)
+	mallory.refused("bad_credentials", "rejoin", forged)
+	elsewhere := createRoom(dial(t, ts), "other", "Eve")
+	forged = withKey(guest.creds(), newKey(t))
+	forged["room"] = elsewhere.room
+	mallory.refused("bad_credentials", "rejoin", forged)
+
+	b2.mustCall("signal", map[string]any{"to": owner.id, "data": map[string]any{}})
+	if got := untilSignal(a, guest.id); len(got) != 0 {
+		t.Fatalf("Ann got %v after refused rejoins, want nothing", types(got))
+	}
+	if r := dial(t, ts).mustCall("rejoin", owner.creds()); memberKey(r, 1) != bobKey {
+		t.Fatalf("Bob's key after forged rejoins: %v", r.obj("room"))
+	}
+}
+
+func TestAKeyOnAnAttachedConnectionIsRefusedForTheState(t *testing.T) {
+	ts := startServer(t, "")
+	a, _, owner, _ := annAndBob(t, ts)
+	// Out of order, the connection's state is refused before the key is
+	// looked at: a valid or invalid key changes nothing.
+	for _, key := range []string{newKey(t), "not a key"} {
+		a.refused("already_in_room", "create", map[string]any{"room": "r", "name": "n", "key": key})
+		a.refused("already_in_room", "rejoin", withKey(owner.creds(), key))
+	}
+	if r := a.mustCall("invites", nil); r.str("type") != "invites" {
+		t.Fatalf("invites: %v", r)
+	}
+	if r := dial(t, ts).mustCall("rejoin", owner.creds()); r.obj("self")["key"] != nil {
+		t.Fatalf("a refused key was bound: %v", r.obj("self"))
+	}
+}
