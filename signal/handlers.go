@@ -223,6 +223,7 @@ func (s *session) attach(ctx context.Context, id *uint64, roomID, memberID, secr
 	r, err := s.srv.cfg.Store.Update(ctx, roomID, func(r *room.Room) (*room.Room, error) {
 		wasMember = r != nil && r.Members[memberID] != nil
 		wasOnline = wasMember && r.Online(memberID)
+		oldKey = ""
 		if wasMember {
 			oldKey = r.Members[memberID].Key
 		}

@@ -81,9 +81,8 @@ type request struct {
 	signal     *signalReq
 }
 
-// Key, in create, join and rejoin, is the member's identity public key,
-// bound to it by the rules (room.BindKey); empty when none is given.
-
+// The Key of create, join and rejoin is the member's identity public key,
+// which the rules bind to it (room.BindKey); empty when none is given.
 type createReq struct {
 	common
 	Room string `json:"room"`
