@@ -64,7 +64,7 @@ one() { # variant binary extra-generator-args
 	else
 		mkdir -p "$TMP/data-$PORT"
 		taskset -c "$SERVER_CPU" "$2" -http -listen "127.0.0.1:$PORT" -turn=false -data "$TMP/data-$PORT" \
-			-rate 1000000 -burst 1000000 -max-conns-per-ip 100000 -log-level warn >>"$TMP/server.log" 2>&1 &
+			-rate 1000000 -burst 1000000 -peer-signal-rate 1000000 -peer-signal-burst 1000000 -create-rate 100000000 -create-burst 1000000 -max-rooms 1000000 -max-conns-per-ip 100000 -log-level warn >>"$TMP/server.log" 2>&1 &
 	fi
 	SPID=$!
 	wait_port "$PORT" || { echo "server did not start" >&2; return 1; }
