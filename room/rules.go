@@ -51,7 +51,7 @@ func (r *Room) Join(token, user string, who Identity, now time.Time) (*Member, e
 		return nil, err
 	}
 	if r.nameTaken(user) {
-		return nil, refuse(CodeNameTaken, "that username is already taken in this room")
+		return nil, refuse(CodeNameTaken, "that username, or one that looks the same, is already taken in this room")
 	}
 	if in.SingleUse {
 		in.Used = true
