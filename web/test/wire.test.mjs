@@ -85,4 +85,5 @@ test('a peer limiter bounds messages and volume per peer, each peer on its own',
 	assert.equal(c.allow('c', 10), false);
 	now += 1000;
 	assert.ok(c.allow('c', 990), 'a message refused for its count takes no volume');
+	assert.deepEqual([c.allowed, c.refused], [2, 1], 'what was let through and refused is counted');
 });

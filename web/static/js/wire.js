@@ -180,6 +180,9 @@ export class PeerLimiter {
 		this.now = now;
 		/** @type {Map<string, { messages: TokenBucket, units: TokenBucket }>} */
 		this.peers = new Map();
+		/** Messages let through and refused so far, all peers together. */
+		this.allowed = 0;
+		this.refused = 0;
 	}
 
 	/**
@@ -196,12 +199,15 @@ export class PeerLimiter {
 			this.peers.set(peer, b);
 		}
 		if (!b.units.take(units)) {
+			this.refused++;
 			return false;
 		}
 		if (!b.messages.take(1)) {
 			b.units.tokens += units; // not let through: give the volume back
+			this.refused++;
 			return false;
 		}
+		this.allowed++;
 		return true;
 	}
 
