@@ -18,7 +18,8 @@ import (
 // from the server (contract A, trust.js); a driver learns each member's
 // key from that member itself, as a "test.key" data-channel message, the
 // first one a member announces for itself staying (as the server's
-// binding would), or from the test (learn).
+// binding would), or from the test (learn). attach wires a Mesh and a
+// Chat as the room page does, with the keys announced and learnt.
 const testKeysJS = `
 	const testKeys = async () => {
 		const EC = { name: 'ECDSA', namedCurve: 'P-256' };
@@ -27,12 +28,24 @@ const testKeysJS = `
 		const b64 = (b) => btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 		const unb64 = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
 		const known = new Map();
+		const publicKey = b64(new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey)));
+		const learn = (id, key) => {
+			if (known.has(id) || typeof key !== 'string' || key.length !== 87) return false;
+			known.set(id, crypto.subtle.importKey('raw', unb64(key), EC, false, ['verify']));
+			return true;
+		};
 		return {
-			publicKey: b64(new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey))),
-			learn: (id, key) => {
-				if (known.has(id) || typeof key !== 'string' || key.length !== 87) return false;
-				known.set(id, crypto.subtle.importKey('raw', unb64(key), EC, false, ['verify']));
-				return true;
+			publicKey,
+			learn,
+			attach: (mesh, chat) => {
+				mesh.on('channelopen', (e) => {
+					mesh.send(e.detail.id, { type: 'test.key', key: publicKey });
+					chat.peerOpened(e.detail.id);
+				});
+				mesh.on('message', (e) => {
+					if (e.detail.data.type === 'test.key') learn(e.detail.id, e.detail.data.key);
+					else chat.handleMessage(e.detail.id, e.detail.data);
+				});
 			},
 			signer: (self) => ({
 				sign: async (bytes) => b64(new Uint8Array(await crypto.subtle.sign(SIGN, pair.privateKey, bytes))),

@@ -108,14 +108,7 @@ const meshDriverJS = `(async () => {
 		});
 		T.media.on('ended', (e) => T.events.push('ended ' + e.detail.kind));
 		mesh.on('error', (e) => T.errors.push(e.detail.context + ': ' + e.detail.error));
-		mesh.on('channelopen', (e) => {
-			mesh.send(e.detail.id, { type: 'test.key', key: keys.publicKey });
-			chat.peerOpened(e.detail.id);
-		});
-		mesh.on('message', (e) => {
-			if (e.detail.data.type === 'test.key') keys.learn(e.detail.id, e.detail.data.key);
-			else chat.handleMessage(e.detail.id, e.detail.data);
-		});
+		keys.attach(mesh, chat);
 		mesh.on('track', (e) => {
 			const { id, kind, stream, track } = e.detail;
 			if (track.kind === 'video') {
