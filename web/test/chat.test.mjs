@@ -195,6 +195,27 @@ test('a history is taken only just after the channel opened, once, entry by entr
 	assert.equal(chat.stats.dropped.history, 2 + 5);
 });
 
+test('a message relayed, then handed by its author too, is no longer shown as relayed', async () => {
+	const { keys, chat } = await setup('alice', 'bob');
+	chat.peerOpened('bob');
+	chat.peerOpened('alice');
+	const m = await message(keys, 'alice', { text: 'both ways' });
+	const updated = [];
+	chat.on('updated', (ev) => updated.push(ev.detail.message.id));
+	chat.handleMessage('bob', { type: 'chat.history', messages: [m] });
+	chat.handleMessage('alice', { type: 'chat.history', messages: [m] });
+	await chat.idle();
+	assert.deepEqual(chat.messages.map((x) => [x.text, x.relayedBy]), [['both ways', '']], 'while in flight');
+	const n = await message(keys, 'alice', { text: 'later', lamport: 2 });
+	chat.handleMessage('bob', { type: 'chat.history', messages: [n] });
+	await chat.idle();
+	assert.equal(chat.messages[1].relayedBy, 'bob');
+	chat.handleMessage('alice', { type: 'chat.history', messages: [{ ...n, text: 'changed' }] });
+	chat.handleMessage('alice', { type: 'chat.history', messages: [n] });
+	assert.deepEqual(chat.messages.map((x) => [x.text, x.relayedBy]), [['both ways', ''], ['later', '']], 'once held');
+	assert.deepEqual(updated, [n.id]);
+});
+
 test('our own messages come back as ours only with our own signature', async () => {
 	const { keys, chat } = await setup('bob', 'mallory');
 	chat.peerOpened('bob');

@@ -103,11 +103,13 @@ const SEEN_DELAY_MS = 200;
  * @typedef {{ message: ChatMessage, by: string }} ChatSeenDetail
  * @typedef {{ ids: string[] }} ChatRemovedDetail messages forgotten
  * @typedef {{ message: ChatMessage, error: unknown }} ChatFailedDetail one of ours could not be signed: not sent, and removed
+ * @typedef {{ message: ChatMessage }} ChatUpdatedDetail a message shown as relayed came from its author too
  * @typedef {{
  *   message: CustomEvent<ChatMessageDetail>,
  *   seen: CustomEvent<ChatSeenDetail>,
  *   removed: CustomEvent<ChatRemovedDetail>,
  *   failed: CustomEvent<ChatFailedDetail>,
+ *   updated: CustomEvent<ChatUpdatedDetail>,
  * }} ChatEventMap
  */
 
@@ -248,8 +250,8 @@ export class Chat extends EventTarget {
 		this.limiter = new PeerLimiter(budget, now);
 		/** @type {Map<string, number>} peer → history entries it may still hand us since its channel opened */
 		this.historyWindow = new Map();
-		/** @type {Set<string>} "id sig" of the messages being verified */
-		this.verifying = new Set();
+		/** @type {Map<string, ChatMessage>} the messages being verified, by "id sig" */
+		this.verifying = new Map();
 		/** @type {Set<Promise<void>>} */
 		this.inFlight = new Set();
 		/** Our messages, signed and sent one after the other. */
@@ -515,10 +517,19 @@ export class Chat extends EventTarget {
 			return;
 		}
 		const key = `${m.id} ${m.sig}`;
-		if (this.byId.has(m.id) || this.verifying.has(key)) {
-			return; // known, or on its way
+		const copy = this.byId.get(m.id) ?? this.verifying.get(key);
+		if (copy) {
+			// Known, or on its way. Its author handing it too means it is not
+			// only relayed (the same signature: the same message).
+			if (copy.relayedBy && !m.relayedBy && copy.sig === m.sig) {
+				copy.relayedBy = '';
+				if (this.byId.get(m.id) === copy) {
+					this.emit('updated', { message: copy });
+				}
+			}
+			return;
 		}
-		this.verifying.add(key);
+		this.verifying.set(key, m);
 		const done = (async () => {
 			let ok = false;
 			try {

@@ -101,6 +101,11 @@ export class ChatView {
 
 		chat.on('message', (ev) => this.queue(ev.detail.message));
 		chat.on('seen', (ev) => this.mark(ev.detail.message));
+		chat.on('updated', (ev) => {
+			if (!ev.detail.message.relayedBy) {
+				this.items.get(ev.detail.message.id)?.querySelector('.msg-relayed')?.remove();
+			}
+		});
 		chat.on('failed', (ev) => {
 			const e = ev.detail.error;
 			this.error.textContent = e instanceof Error ? `Not sent: ${e.message}.` : 'Not sent: it could not be signed.';
