@@ -127,9 +127,11 @@ func TestHostileChatForgeriesAreDropped(t *testing.T) {
 	}
 
 	// A late joiner L gets M's messages from V: shown as relayed by V. (L
-	// has no channel to M; it is given M's key, as the server gives it.)
-	l := meshJoin(t, srv, v, "L")
+	// has no channel to M; it is given M's key before it joins, as the
+	// server gives it with the member list.)
+	l := &meshMember{participant: meshOpen(t, srv, "L")}
 	eval[bool](l.participant, fmt.Sprintf(`T.learnKey(%q, %q)`, m.self, m.key.public(t)))
+	l.id = eval[map[string]string](l.participant, fmt.Sprintf(`T.join(%q, %q, "L")`, room, eval[string](v.participant, `T.invite()`)))["self"]
 	eval[bool](l.participant, mountChatViewJS)
 	l.until(`T.chatLines().includes("M, live") && T.chatLines().includes("V still heard")`, "the history at L")
 	l.until(`new Promise(requestAnimationFrame).then(() => [...document.querySelectorAll("#chat .msg")].some((li) => li.textContent.includes("M, live")))`, "M's message drawn at L")

@@ -33,6 +33,7 @@ const meshDriverJS = `(async () => {
 		import('/js/mesh.js'), import('/js/chat.js'), import('/js/media.js')]);
 	const T = window.T = { errors: [], signalLog: [], events: [], held: null, candidateFirst: false, dropCandidates: false, autoAdd: true, renderText, names: new Map() };
 	const keys = await testKeys();
+	T.learnKey = keys.learn;
 	const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/ws', 'lepeerchat.v1');
 	const pending = new Map();
 	let nextId = 1;
@@ -99,7 +100,6 @@ const meshDriverJS = `(async () => {
 		const mesh = T.mesh = new Mesh({ selfId: T.self, signaller: { send }, statsIntervalMs: 500 });
 		for (const m of reply.room.members) T.names.set(m.id, m.name);
 		const chat = T.chat = new Chat({ selfId: T.self, roomId: T.room, signer: keys.signer(T.self), transport: mesh });
-		T.learnKey = keys.learn;
 		T.audio = new RemoteAudio();
 		T.media = new LocalMedia();
 		T.media.on('trackchange', (e) => {
