@@ -57,8 +57,9 @@ func chatStats(m *meshMember) map[string]int {
 // live messages whose signature does not match, a poison Lamport value,
 // and fields of the wrong type are all dropped and counted; the victim's
 // clock stays near what it has seen, so its next message still reaches the
-// others; and a message handed on by someone other than its author says
-// so.
+// others; a link that hides its host behind user information shows the
+// real one; only the victim's own message is marked as its own, by a badge;
+// and a message handed on by someone other than its author says so.
 func TestHostileChatForgeriesAreDropped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
@@ -89,11 +90,12 @@ func TestHostileChatForgeriesAreDropped(t *testing.T) {
 	m.sendChat(`{"type":"chat.seen","ids":"all"}`)
 	late := m.key.sign(t, room, m.self, chatMessage{ID: "late", Author: m.self, Lamport: 4, Text: "late history", Time: now})
 	m.sendChat(mustJSON(t, map[string]any{"type": "chat.history", "messages": []any{late}}))
-	m.sendChat(m.key.live(t, room, m.self, chatMessage{ID: "m-live", Lamport: 5, Text: "M, live", Time: now}))
+	m.sendChat(m.key.live(t, room, m.self, chatMessage{ID: "m-link", Lamport: 5, Text: "see https://good.example@evil.example/", Time: now}))
+	m.sendChat(m.key.live(t, room, m.self, chatMessage{ID: "m-live", Lamport: 6, Text: "M, live", Time: now}))
 
 	v.until(`T.chatLines().includes("M, live")`, "M's valid live message at V")
 	stats := chatStats(v)
-	if got, want := eval[[]string](v.participant, `T.chat.idle().then(() => T.chatLines())`), []string{"hello from B", "M, in history", "M, live"}; !slices.Equal(got, want) {
+	if got, want := eval[[]string](v.participant, `T.chat.idle().then(() => T.chatLines())`), []string{"hello from B", "M, in history", "see https://good.example@evil.example/", "M, live"}; !slices.Equal(got, want) {
 		t.Errorf("V's chat %q, want %q", got, want)
 	}
 	for counter, want := range map[string]int{"unverified": 3, "bad": 5, "lamport": 1, "history": 1} {
@@ -104,13 +106,18 @@ func TestHostileChatForgeriesAreDropped(t *testing.T) {
 	if stats["clock"] > 100 {
 		t.Errorf("V's clock is %d after the poison", stats["clock"])
 	}
-	v.until(`new Promise(requestAnimationFrame).then(() => document.querySelectorAll("#chat .msg").length === 3)`, "the three messages drawn")
+	v.until(`new Promise(requestAnimationFrame).then(() => document.querySelectorAll("#chat .msg").length === 4)`, "the four messages drawn")
 	drawn := eval[map[string]any](v.participant, `(() => {
 		const chat = document.querySelector("#chat");
-		return { own: chat.querySelectorAll(".msg[data-own=true], .badge-self").length, text: chat.textContent };
+		const a = chat.querySelector(".msg-text a");
+		return { own: chat.querySelectorAll(".msg[data-own=true], .badge-self").length, text: chat.textContent,
+			href: a?.href ?? "", host: a?.querySelector(".link-host")?.textContent ?? "" };
 	})()`)
 	if drawn["own"] != float64(0) {
 		t.Errorf("V's page shows %v messages as V's own", drawn["own"])
+	}
+	if drawn["href"] != "https://evil.example/" || drawn["host"] != "evil.example" {
+		t.Errorf("M's link leads to %v and shows the host %q, want https://evil.example/ shown as evil.example", drawn["href"], drawn["host"])
 	}
 	for _, forged := range []string{"never wrote", "poison", "far ahead", "not signed", "huge time", "late history"} {
 		if strings.Contains(drawn["text"].(string), forged) {
@@ -122,6 +129,7 @@ func TestHostileChatForgeriesAreDropped(t *testing.T) {
 	// reaches B.
 	eval[string](v.participant, `T.chat.send("V still heard").id`)
 	b.until(`T.chatLines().includes("V still heard")`, "V's message at B")
+	v.until(`new Promise(requestAnimationFrame).then(() => document.querySelector("#chat .msg[data-own=true] .msg-author .badge-self")?.textContent === "You")`, "V's own message marked by a badge")
 	if l := eval[int](b.participant, `T.chat.messages.find((m) => m.text === "V still heard").lamport`); l > 100 {
 		t.Errorf("V's message carries Lamport %d", l)
 	}
