@@ -30,6 +30,10 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
 TMP=$(mktemp -d /tmp/lpab.XXXXXX)
+# The load opens its WebSockets from one address, many at once: raise the cap
+# on connections not yet upgraded too (as variables, which builds without
+# these flags ignore).
+export LEPEERCHAT_MAX_HTTP_CONNS_PER_IP=100000 LEPEERCHAT_MAX_HTTP_CONNS=100000
 SPID=
 cleanup() {
 	[ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null

@@ -87,6 +87,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	fs.IntVar(&cfg.signal.Burst, "burst", 200, "messages allowed in a burst on one WebSocket")
 	fs.StringVar(&cfg.signal.Node, "node", "main", "`name` of this node in the rooms' records; stable across restarts")
 	fs.StringVar(&cfg.redisURL, "redis", "", "`URL` of a Redis (redis://host:6379/0) keeping the rooms for several nodes, instead of the data folder")
+	registerHTTPFlags(fs, &cfg.web)
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
 	var turnValues turnFlagValues
@@ -121,6 +122,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	}
 	if cfg.signal.DiscardDelay <= 0 || ratePerSec <= 0 || cfg.signal.Burst <= 0 || cfg.signal.MaxConnsPerIP <= 0 {
 		return nil, errors.New("-discard-after, -rate, -burst and -max-conns-per-ip must be positive")
+	}
+	cfg.web.TrustProxy = cfg.signal.TrustProxy
+	if err := checkHTTPFlags(&cfg.web); err != nil {
+		return nil, err
 	}
 	if err := parseTURNFlags(&cfg.turn, &turnValues); err != nil {
 		return nil, err
@@ -195,6 +200,7 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 	if err := signals.Start(ctx); err != nil {
 		return err
 	}
+	cfg.web.OnRefuse = m.CountHTTPRefusal
 	srv, err := web.New(cfg.web, signals, promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}), logger)
 	if err != nil {
 		return err
