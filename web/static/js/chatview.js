@@ -264,18 +264,21 @@ export class ChatView {
 	 * @param {ChatMessage} m
 	 */
 	mark(m) {
-		const el = this.items.get(m.id)?.querySelector('.msg-seen');
+		const el = /** @type {HTMLElement | null | undefined} */ (this.items.get(m.id)?.querySelector('.msg-seen'));
 		if (!el) {
 			return;
 		}
-		const names = [...m.seenBy].map((id) => this.nameOf(id) || 'someone');
-		const everyone = m.seenBy.size > 0 && m.seenBy.size >= this.othersOnline();
-		const text = m.seenBy.size === 0 ? 'Not seen yet' : everyone && m.seenBy.size > 2 ? 'Seen by everyone' : `Seen by ${list(names)}`;
-		if (el.textContent === text) {
+		const seen = [...m.seenBy];
+		const everyone = seen.length > 2 && seen.length >= this.othersOnline();
+		// Names as text, the view's own words ("everyone") as a badge.
+		const key = JSON.stringify(everyone || seen.map((id) => this.nameOf(id)));
+		if (el.dataset.seen === key) {
 			return;
 		}
-		el.replaceChildren(m.seenBy.size > 0 ? icon('check') : '', text);
-		el.classList.toggle('is-seen', m.seenBy.size > 0);
+		el.dataset.seen = key;
+		const who = everyone ? [h('span', { class: 'badge badge-everyone' }, 'everyone')] : list(seen.map((id) => this.member(id)));
+		el.replaceChildren(...(seen.length === 0 ? ['Not seen yet'] : [icon('check'), 'Seen by ', ...who]));
+		el.classList.toggle('is-seen', seen.length > 0);
 	}
 
 	/**
@@ -327,12 +330,10 @@ export class ChatView {
 }
 
 /**
- * "Ann", "Ann and Bob", "Ann, Bob and Cy".
- * @param {string[]} names
+ * "Ann", "Ann and Bob", "Ann, Bob and Cy", of names as text or badges.
+ * @param {Array<Node | string>} names
+ * @returns {Array<Node | string>}
  */
 function list(names) {
-	if (names.length <= 1) {
-		return names.join('');
-	}
-	return `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`;
+	return names.flatMap((n, i) => (i === 0 ? [n] : [i === names.length - 1 ? ' and ' : ', ', n]));
 }
