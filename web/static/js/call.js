@@ -22,6 +22,7 @@ import { SELF, StreamGrid } from './streams.js';
 /** @typedef {import('./room.js').RoomSession} RoomSession */
 /** @typedef {import('./room.js').Sharing} Sharing */
 /** @typedef {import('./mesh.js').MediaKind} MediaKind */
+/** @typedef {import('./chat.js').ChatSigner} ChatSigner */
 
 /** @type {Record<MediaKind, Sharing | null>} */
 const SHARING = { 'mic': 'microphone', 'camera': 'camera', 'screen': 'screen', 'screen-audio': null };
@@ -29,9 +30,10 @@ const SHARING = { 'mic': 'microphone', 'camera': 'camera', 'screen': 'screen', '
 /**
  * Starts the call UI in the room page.
  * @param {RoomSession} room
+ * @param {ChatSigner} signer signs our chat messages and verifies the others' (trust.js)
  * @returns {() => void} the cleanup
  */
-export function mount(room) {
+export function mount(room, signer) {
 	const signal = room.lifetime;
 	const selfId = room.selfId;
 	/** Names of everyone seen in this room, kept after they leave (for the chat). */
@@ -100,6 +102,8 @@ export function mount(room) {
 	/** The chat outlives a mesh replaced after "detached": it sends through the current one. */
 	const chat = new Chat({
 		selfId,
+		roomId: room.roomId,
+		signer,
 		transport: {
 			send: (id, data) => mesh?.send(id, data) ?? false,
 			broadcast: (data) => mesh?.broadcast(data) ?? [],
@@ -140,6 +144,7 @@ export function mount(room) {
 		m.on('peerremoved', (ev) => {
 			const id = ev.detail.id;
 			room.setPeerState(id, null);
+			chat.peerRemoved(id);
 			grid.removeMember(id);
 			remoteAudio.detach(id);
 			speaking.remove(id);
