@@ -18,6 +18,7 @@ import { icon, setIcon } from './icons.js';
 import { LocalMedia, RemoteAudio, SpeakingDetector } from './media.js';
 import { Mesh } from './mesh.js';
 import { SELF, StreamGrid } from './streams.js';
+import { RoomTrust, Signer, keyring, sdpFingerprint } from './trust.js';
 
 /** @typedef {import('./room.js').RoomSession} RoomSession */
 /** @typedef {import('./room.js').Sharing} Sharing */
@@ -27,13 +28,24 @@ import { SELF, StreamGrid } from './streams.js';
 const SHARING = { 'mic': 'microphone', 'camera': 'camera', 'screen': 'screen', 'screen-audio': null };
 
 /**
- * Starts the call UI in the room page.
+ * Starts the call UI in the room page, once this member's identity key
+ * and certificate for the room are at hand (trust.js).
  * @param {RoomSession} room
- * @returns {() => void} the cleanup
+ * @returns {Promise<() => void>} the cleanup
  */
-export function mount(room) {
+export async function mount(room) {
 	const signal = room.lifetime;
 	const selfId = room.selfId;
+	/** @param {unknown} err */
+	const without = (err) => {
+		console.warn('lepeerchat: no identity key or certificate kept (an insecure context?)', err);
+		return null;
+	};
+	const [identity, certificate, seen] = await Promise.all([
+		keyring.identity(room.roomId, selfId).catch(without),
+		keyring.certificate(room.roomId, selfId).catch(without),
+		keyring.seen(room.roomId),
+	]);
 	/** Names of everyone seen in this room, kept after they leave (for the chat). */
 	/** @type {Map<string, string>} */
 	const names = new Map();
@@ -97,14 +109,34 @@ export function mount(room) {
 	const controls = new MediaControls(room.elements.mediaControls, { local, remoteAudio });
 	const volumes = new MemberVolumes(remoteAudio, nameOf);
 
-	/** The chat outlives a mesh replaced after "detached": it sends through the current one. */
-	const chat = new Chat({
+	/** The safety code, and who changed keys: see trust.js. */
+	const trust = new RoomTrust({
+		roomId: room.roomId,
 		selfId,
-		transport: {
-			send: (id, data) => mesh?.send(id, data) ?? false,
-			broadcast: (data) => mesh?.broadcast(data) ?? [],
+		identity,
+		certificate,
+		keyring,
+		seen,
+		element: room.elements.safety,
+		members: () => room.peers(),
+		fingerprintOf: (id) => {
+			const pc = mesh?.connection(id);
+			return pc?.connectionState === 'connected' ? sdpFingerprint(pc.currentRemoteDescription?.sdp ?? '') : null;
 		},
+		warn: (id, text, acknowledge) => room.setMemberWarning(id, text, acknowledge),
 	});
+
+	/** The chat outlives a mesh replaced after "detached": it sends through the current one. */
+	const chatOptions = {
+		selfId,
+		roomId: room.roomId,
+		signer: new Signer(identity?.privateKey ?? null, (author) => trust.keysOf(author)),
+		transport: {
+			send: (/** @type {string} */ id, /** @type {{type: string}} */ data) => mesh?.send(id, data) ?? false,
+			broadcast: (/** @type {{type: string}} */ data) => mesh?.broadcast(data) ?? [],
+		},
+	};
+	const chat = new Chat(chatOptions);
 	const chatView = new ChatView(room.elements.chat, {
 		chat,
 		nameOf,
@@ -135,11 +167,20 @@ export function mount(room) {
 
 	/** @returns {Mesh} */
 	const startMesh = () => {
-		const m = new Mesh({ selfId, signaller: { send: (to, d) => room.sendSignal(to, d) }, iceServers: room.iceServers });
-		m.on('peerstate', (ev) => room.setPeerState(ev.detail.id, ev.detail.state, ev.detail.rttMs));
+		const m = new Mesh({
+			selfId,
+			signaller: { send: (to, d) => room.sendSignal(to, d) },
+			iceServers: room.iceServers,
+			...(certificate ? { certificates: [certificate] } : {}),
+		});
+		m.on('peerstate', (ev) => {
+			room.setPeerState(ev.detail.id, ev.detail.state, ev.detail.rttMs);
+			trust.update();
+		});
 		m.on('peerremoved', (ev) => {
 			const id = ev.detail.id;
 			room.setPeerState(id, null);
+			trust.update();
 			grid.removeMember(id);
 			remoteAudio.detach(id);
 			speaking.remove(id);
@@ -202,6 +243,7 @@ export function mount(room) {
 		return m;
 	};
 	mesh = startMesh();
+	trust.update();
 
 	room.on('signal', ({ from, data }) => mesh?.handleSignal(from, data), { signal });
 	room.on('member.joined', ({ member }) => mesh?.addPeer(member.id), { signal });
@@ -213,6 +255,7 @@ export function mount(room) {
 		'members',
 		() => {
 			local.setRoomSize(Math.max(2, onlineCount())).catch(() => {});
+			trust.update();
 			if (learnNames()) {
 				grid.renameAll();
 				chatView.renameAll();
@@ -317,6 +360,7 @@ export function mount(room) {
 		window.removeEventListener('pageshow', onPageShow);
 		mesh?.close();
 		mesh = null;
+		trust.close();
 		local.close();
 		remoteAudio.close();
 		speaking.close();
