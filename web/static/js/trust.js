@@ -607,6 +607,7 @@ export class Signer {
  * @property {string} selfId
  * @property {IdentityKey | null} identity our identity key in the room (null: none, an insecure context)
  * @property {RTCCertificate | null} certificate our DTLS certificate in the room (null: the browser's own per connection)
+ * @property {boolean} selfBound whether the server bound a key to us (one in our member object)
  * @property {Keyring} keyring where what was seen is kept
  * @property {Map<string, Seen>} seen what was seen before, by member id (Keyring#seen)
  * @property {HTMLElement} element where the safety code is shown
@@ -628,7 +629,9 @@ export class RoomTrust {
 	constructor(options) {
 		this.o = options;
 		this.selfFingerprint = (options.certificate && certificateFingerprint(options.certificate)) ?? '';
-		this.selfKey = options.identity?.key ?? '';
+		// Our key counts once the server bound one to us: the others then
+		// see it (or whatever the server says instead, which the code shows).
+		this.selfKey = options.identity && options.selfBound ? options.identity.key : '';
 		/**
 		 * Members whose key or certificate changed, until acknowledged: what
 		 * changed, and what is seen of them now.
@@ -674,7 +677,7 @@ export class RoomTrust {
 	 */
 	keysOf(author) {
 		if (author === this.o.selfId) {
-			return this.selfKey ? [this.selfKey] : [];
+			return this.o.identity ? [this.o.identity.key] : [];
 		}
 		const keys = [];
 		const bound = this.o.members().find((m) => m.id === author)?.key;

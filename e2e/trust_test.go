@@ -1,0 +1,488 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/coder/websocket"
+)
+
+// These tests check what trust.js promises (docs/protocol.md §10): the
+// safety code in the people panel is the same in every browser of a room,
+// differs when a server lies about a member's key, a member whose key or
+// certificate changed is flagged, and a member flooding another with new
+// sessions cannot make it churn or get it cut by the server.
+
+// allowClipboard lets p's page read and write the clipboard, as a focused
+// tab may after the person agreed.
+func (p *participant) allowClipboard() {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, waitTimeout)
+	defer cancel()
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		_, err := chromedp.CallBrowser(ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+			Permission:       &cdpbrowser.PermissionDescriptor{Name: name},
+			Setting:          cdpbrowser.PermissionSettingGranted,
+			Origin:           p.srv.URL,
+			BrowserContextID: chromedp.FromContext(p.ctx).BrowserContextID,
+		})
+		if err != nil {
+			p.t.Fatalf("%s: allow %s: %v", p.name, name, err)
+		}
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true}); err != nil {
+		p.t.Fatalf("%s: emulate focus: %v", p.name, err)
+	}
+}
+
+// safetyJS reads the safety code and how many members it covers.
+const safetyJS = `(() => { const c = document.querySelector("#safety-code"); return c ? [c.textContent, c.dataset.members || "0"] : ["", "0"]; })()`
+
+// safetyCode waits until p's safety code covers members members (self
+// included) and returns it.
+func (p *participant) safetyCode(members int) string {
+	p.t.Helper()
+	p.until(fmt.Sprintf(`(%s)[1] === %q && /^\d{4} \d{4} \d{4} \d{4}$/.test((%s)[0])`, safetyJS, fmt.Sprint(members), safetyJS),
+		fmt.Sprintf("a safety code covering %d members", members))
+	return eval[[]string](p, safetyJS)[0]
+}
+
+// sameSafetyCode waits until every participant shows a safety code
+// covering them all, which is then final (every connection is up), and
+// until they agree; it returns the code.
+func sameSafetyCode(t *testing.T, ps ...*participant) string {
+	t.Helper()
+	code := ps[0].safetyCode(len(ps))
+	for _, p := range ps[1:] {
+		p.untilOr(fmt.Sprintf(`(([c, n]) => c === %q && n === %q)(%s)`, code, fmt.Sprint(len(ps)), safetyJS),
+			fmt.Sprintf("the safety code %s of %s", code, ps[0].name),
+			func() string { return fmt.Sprintf("%s shows %q", p.name, eval[[]string](p, safetyJS)) })
+	}
+	return code
+}
+
+func TestSafetyCodeSameInThreeBrowsers(t *testing.T) {
+	srv := startServer(t, "")
+	ps, _ := callRoom(t, srv, "Safety", "Ann", "Bob", "Cat")
+	code := sameSafetyCode(t, ps...)
+	t.Logf("the safety code of the room: %s", code)
+
+	a := ps[0]
+	if got := a.text("#safety-covers"); !strings.Contains(got, "2 people") {
+		t.Errorf("the code says it covers %q, want you and 2 people", got)
+	}
+	a.controlsNamed("the people panel with the safety code")
+	if name := eval[string](a, `document.querySelector("#safety").getAttribute("aria-labelledby")`); a.text("#"+name) != "Safety code" {
+		t.Errorf("the safety panel is named by %q", name)
+	}
+	// The copy button is a real button, worked by the keyboard, and copies
+	// the code.
+	a.allowClipboard()
+	a.run("press Enter on the copy button", chromedp.Focus(chromedp.CSS("#safety-copy")), enterKey(false))
+	a.waitText("#safety-copy-status", "Safety code copied.")
+	if got := eval[string](a, `navigator.clipboard.readText()`); got != code {
+		t.Errorf("the clipboard holds %q, want %q", got, code)
+	}
+
+	for _, size := range []struct {
+		name string
+		w, h int64
+	}{{"desktop", 1280, 800}, {"phone", 375, 667}} {
+		a.viewport(size.w, size.h)
+		a.noHorizontalOverflow("the room page (" + size.name + ")")
+		a.viewShot("trust-safety-code-"+size.name, "#members")
+	}
+	a.viewport(1280, 800)
+
+	// When one leaves, the others' code covers two, and still agrees.
+	ps[2].leaveForNow()
+	if two := sameSafetyCode(t, ps[0], ps[1]); two == code {
+		t.Errorf("the code %s did not change when Cat left", two)
+	}
+}
+
+func TestSafetyCodeDiffersBehindCompromisedServer(t *testing.T) {
+	srv := startServer(t, "")
+	liar := newKeyRewriter(t, srv)
+	front := &server{URL: liar.URL}
+	ps, ids := callRoom(t, front, "Compromised", "Ann", "Bob", "Cat")
+	honest := sameSafetyCode(t, ps...)
+
+	// From now on the server hands Cat another key for Bob, as a
+	// compromised server would to sit between them; Cat sees it on its
+	// next rejoin.
+	liar.lie(ids[2], ids[1], fakeKey(t))
+	ps[2].reload()
+	ps[2].waitRoom()
+	ab := sameSafetyCode(t, ps[0], ps[1])
+	if ab != honest {
+		t.Errorf("Ann and Bob see %s, before %s: nothing changed for them", ab, honest)
+	}
+	if c := ps[2].safetyCode(3); c == ab {
+		t.Fatalf("Cat, told another key for Bob, shows the same code %s as Ann and Bob", c)
+	}
+}
+
+func TestTrustChangedKeyFlaggedOnOthersPages(t *testing.T) {
+	srv := startServer(t, "")
+	ps, ids := callRoom(t, srv, "Changed", "Ann", "Bob")
+	a, b := ps[0], ps[1]
+	sameSafetyCode(t, a, b)
+	warning := fmt.Sprintf(`#member-list li[data-member-id=%q] .member-warning`, ids[1])
+	if eval[bool](a, fmt.Sprintf(`document.querySelector(%q) !== null`, warning)) {
+		t.Fatalf("Ann warns about Bob before anything changed")
+	}
+
+	// Bob's browser loses its key and certificate (its site data cleared,
+	// or another device with the same secret) and comes back.
+	eval[bool](b, `(indexedDB.deleteDatabase("lepeerchat.trust"), true)`)
+	b.reload()
+	b.waitRoom()
+	a.until(fmt.Sprintf(`document.querySelector(%q)?.textContent.includes("Bob’s")`, warning), "Ann's warning about Bob")
+	text := a.text(warning)
+	if !strings.Contains(text, "changed since this browser last saw them") {
+		t.Errorf("the warning says %q", text)
+	}
+	if eval[string](a, fmt.Sprintf(`document.querySelector(%q).getAttribute("role")`, warning)) != "alert" {
+		t.Errorf("the warning is not announced")
+	}
+	sameSafetyCode(t, a, b)
+	if eval[bool](b, `document.querySelector(".member-warning") !== null`) {
+		t.Errorf("Bob, who forgot what he saw, warns about Ann")
+	}
+
+	// Acknowledged, it goes, and stays gone on the next visit.
+	a.click(warning + " button")
+	a.waitFor(fmt.Sprintf(`document.querySelector(%q) === null`, warning), "the warning gone once acknowledged")
+	a.reload()
+	a.waitRoom()
+	a.safetyCode(2)
+	if eval[bool](a, fmt.Sprintf(`document.querySelector(%q) !== null`, warning)) {
+		t.Errorf("the acknowledged warning came back")
+	}
+}
+
+// churnProbeJS records, from the first line of every page, the
+// WebSockets that closed and the peer connections made.
+const churnProbeJS = `(() => {
+	if (window.__churn) return;
+	const churn = window.__churn = { closes: [], pcs: 0 };
+	const NativeWS = window.WebSocket;
+	window.WebSocket = class extends NativeWS {
+		constructor(...args) { super(...args); this.addEventListener("close", (e) => churn.closes.push(e.code)); }
+	};
+	const NativePC = window.RTCPeerConnection;
+	window.RTCPeerConnection = class extends NativePC {
+		constructor(...args) { super(...args); churn.pcs++; }
+	};
+})()`
+
+func TestChurnFromAMemberNeitherCutsNorStallsTheVictim(t *testing.T) {
+	srv := startServer(t, "")
+	a := newParticipant(t, srv, "A")
+	ctx, cancel := context.WithTimeout(a.ctx, waitTimeout)
+	_, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: churnProbeJS})
+	cancel()
+	if err != nil {
+		t.Fatalf("install the probe: %v", err)
+	}
+	room := a.createRoom("Churn", "Ann")
+	annID := eval[string](a, `document.querySelector("#member-list li[data-self=true]").dataset.memberId`)
+	b := newCaller(t, srv, "B")
+	b.joinByLink(a.invite(false), "Bob")
+	bobID := eval[string](b, `document.querySelector("#member-list li[data-self=true]").dataset.memberId`)
+	a.until(fmt.Sprintf(`document.querySelector('#member-list li[data-member-id=%q] .peer-state').dataset.peerState === "direct"`, bobID), "Ann and Bob connected")
+
+	link, err := url.Parse(a.invite(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _ := url.QueryUnescape(strings.TrimPrefix(link.Fragment, "invite="))
+	flood, cancelFlood := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancelFlood()
+	m := joinAsMember(flood, t, srv, room, token, "Mallory")
+	a.waitMembers("Ann", "Bob", "Mallory")
+	before := eval[int](a, `__churn.pcs`)
+
+	// 40 signals a second, each with a new session id, for three seconds.
+	const signals = 120
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for i := range signals {
+		<-tick.C
+		m.send("signal", map[string]any{"to": annID, "data": map[string]any{"sid": fmt.Sprintf("churn-%d", i), "hello": true, "restart": true}})
+	}
+	// Once the server answers Mallory's ping it has relayed the flood;
+	// once it answers Ann's request after that, Ann's page has handled it.
+	m.roundTrip("ping")
+	a.invite(false)
+
+	made := eval[int](a, `__churn.pcs`) - before
+	t.Logf("%d signals with new sessions made Ann's page build %d peer connections", signals, made)
+	if made > 6 {
+		t.Errorf("Ann's page built %d peer connections for %d new sessions: the limit did not hold", made, signals)
+	}
+	if closes := eval[[]int](a, `__churn.closes`); len(closes) > 0 {
+		t.Errorf("Ann's WebSocket closed during the flood: codes %v", closes)
+	}
+	if st := eval[string](a, `document.querySelector("#room").dataset.conn`); st != "open" {
+		t.Errorf("Ann's connection is %q", st)
+	}
+	a.until(fmt.Sprintf(`document.querySelector('#member-list li[data-member-id=%q] .peer-state').dataset.peerState === "direct"`, bobID), "Ann and Bob still connected")
+	b.waitMembers("Ann", "Bob", "Mallory")
+}
+
+// member is a room member speaking the protocol over a WebSocket, with no
+// browser and no peer connection: enough to send what a hostile member
+// sends.
+type member struct {
+	t      *testing.T
+	ctx    context.Context
+	conn   *websocket.Conn
+	id     string
+	nextID int
+	// replies gets the server's answers (messages with "re"); pushes are
+	// dropped.
+	replies chan map[string]json.RawMessage
+}
+
+// joinAsMember joins a room with an invitation, as name.
+func joinAsMember(ctx context.Context, t *testing.T, srv *server, room, token, name string) *member {
+	t.Helper()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws",
+		&websocket.DialOptions{Subprotocols: []string{"lepeerchat.v1"}})
+	if err != nil {
+		t.Fatalf("%s: dial: %v", name, err)
+	}
+	t.Cleanup(func() { conn.Close(websocket.StatusNormalClosure, "") })
+	m := &member{t: t, ctx: ctx, conn: conn, replies: make(chan map[string]json.RawMessage, 512)}
+	go func() {
+		defer close(m.replies)
+		for {
+			_, data, err := conn.Read(ctx)
+			if err != nil {
+				return
+			}
+			var msg map[string]json.RawMessage
+			if json.Unmarshal(data, &msg) == nil && msg["re"] != nil {
+				select {
+				case m.replies <- msg:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	joined := m.roundTrip("join", "room", room, "invite", token, "name", name)
+	var self struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(joined["self"], &self); err != nil || self.ID == "" {
+		t.Fatalf("%s: joined without a self: %v", name, err)
+	}
+	m.id = self.ID
+	return m
+}
+
+// send sends a client message without waiting for its answer.
+func (m *member) send(typ string, fields map[string]any) int {
+	m.t.Helper()
+	m.nextID++
+	msg := map[string]any{"id": m.nextID, "type": typ}
+	for k, v := range fields {
+		msg[k] = v
+	}
+	data, _ := json.Marshal(msg)
+	if err := m.conn.Write(m.ctx, websocket.MessageText, data); err != nil {
+		m.t.Fatalf("write %s: %v", typ, err)
+	}
+	return m.nextID
+}
+
+// roundTrip sends a message (fields as name, value pairs) and returns its
+// answer, failing the test on a refusal. Answers to earlier messages
+// (refused signals) are skipped.
+func (m *member) roundTrip(typ string, fields ...string) map[string]json.RawMessage {
+	m.t.Helper()
+	f := map[string]any{}
+	for i := 0; i+1 < len(fields); i += 2 {
+		f[fields[i]] = fields[i+1]
+	}
+	id := m.send(typ, f)
+	for {
+		select {
+		case msg, ok := <-m.replies:
+			if !ok {
+				m.t.Fatalf("%s: the connection closed", typ)
+			}
+			var re int
+			json.Unmarshal(msg["re"], &re)
+			if re != id {
+				continue
+			}
+			var kind string
+			json.Unmarshal(msg["type"], &kind)
+			if kind == "error" {
+				m.t.Fatalf("%s refused: %s", typ, msg["error"])
+			}
+			return msg
+		case <-m.ctx.Done():
+			m.t.Fatalf("%s: no answer: %v", typ, m.ctx.Err())
+		}
+	}
+}
+
+// keyRewriter is a compromised server: a proxy in front of the real one
+// that, once told to lie, rewrites the key of one member in every member
+// object it sends to another.
+type keyRewriter struct {
+	*httptest.Server
+	mu                  sync.Mutex
+	victim, target, key string
+}
+
+// newKeyRewriter starts the proxy in front of srv; it stops with the test.
+func newKeyRewriter(t *testing.T, srv *server) *keyRewriter {
+	t.Helper()
+	upstream, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &keyRewriter{}
+	pages := httputil.NewSingleHostReverseProxy(upstream)
+	k.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			k.relay(w, r, srv.URL)
+			return
+		}
+		pages.ServeHTTP(w, r)
+	}))
+	t.Cleanup(k.Close)
+	return k
+}
+
+// lie makes the proxy tell victim that target's key is key.
+func (k *keyRewriter) lie(victim, target, key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.victim, k.target, k.key = victim, target, key
+}
+
+// relay connects one browser WebSocket to the real server and copies
+// frames both ways until either side closes, rewriting what goes to the
+// victim.
+func (k *keyRewriter) relay(w http.ResponseWriter, r *http.Request, upstream string) {
+	down, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"lepeerchat.v1"}})
+	if err != nil {
+		return
+	}
+	defer down.CloseNow()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	up, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(upstream, "http")+"/ws", &websocket.DialOptions{
+		Subprotocols: []string{"lepeerchat.v1"},
+		HTTPHeader:   http.Header{"Origin": {upstream}},
+	})
+	if err != nil {
+		down.Close(websocket.StatusInternalError, "upstream")
+		return
+	}
+	defer up.CloseNow()
+	up.SetReadLimit(-1)
+	down.SetReadLimit(-1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer cancel()
+		for {
+			typ, data, err := down.Read(ctx)
+			if err != nil || up.Write(ctx, typ, data) != nil {
+				return
+			}
+		}
+	}()
+	self := ""
+	for {
+		typ, data, err := up.Read(ctx)
+		if err != nil {
+			break
+		}
+		data, self = k.rewrite(data, self)
+		if down.Write(ctx, typ, data) != nil {
+			break
+		}
+	}
+	cancel()
+	<-done
+}
+
+// rewrite rewrites one server message for the connection of member self
+// ("" until its joined reply names it), and returns it with the member.
+func (k *keyRewriter) rewrite(data []byte, self string) ([]byte, string) {
+	var msg map[string]any
+	if json.Unmarshal(data, &msg) != nil {
+		return data, self
+	}
+	if msg["type"] == "joined" {
+		if s, ok := msg["self"].(map[string]any); ok {
+			self, _ = s["id"].(string)
+		}
+	}
+	k.mu.Lock()
+	victim, target, key := k.victim, k.target, k.key
+	k.mu.Unlock()
+	if self == "" || self != victim || !replaceKey(msg, target, key) {
+		return data, self
+	}
+	out, err := json.Marshal(msg)
+	if err != nil {
+		return data, self
+	}
+	return out, self
+}
+
+// replaceKey sets the key of every member object of id within v.
+func replaceKey(v any, id, key string) bool {
+	changed := false
+	switch x := v.(type) {
+	case map[string]any:
+		if x["id"] == id && x["name"] != nil {
+			x["key"] = key
+			changed = true
+		}
+		for _, c := range x {
+			changed = replaceKey(c, id, key) || changed
+		}
+	case []any:
+		for _, c := range x {
+			changed = replaceKey(c, id, key) || changed
+		}
+	}
+	return changed
+}
+
+// fakeKey is a valid identity key (a P-256 point) nobody in the room holds.
+func fakeKey(t *testing.T) string {
+	t.Helper()
+	k, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(k.PublicKey().Bytes())
+}
