@@ -64,13 +64,13 @@ func (p *participant) safetyCode(members int) string {
 }
 
 // sameSafetyCode waits until every participant shows a safety code
-// covering them all, which is then final (every connection is up), and
+// covering n members, which is then final (every connection is up), and
 // until they agree; it returns the code.
-func sameSafetyCode(t *testing.T, ps ...*participant) string {
+func sameSafetyCode(t *testing.T, n int, ps ...*participant) string {
 	t.Helper()
-	code := ps[0].safetyCode(len(ps))
+	code := ps[0].safetyCode(n)
 	for _, p := range ps[1:] {
-		p.untilOr(fmt.Sprintf(`(([c, n]) => c === %q && n === %q)(%s)`, code, fmt.Sprint(len(ps)), safetyJS),
+		p.untilOr(fmt.Sprintf(`(([c, n]) => c === %q && n === %q)(%s)`, code, fmt.Sprint(n), safetyJS),
 			fmt.Sprintf("the safety code %s of %s", code, ps[0].name),
 			func() string { return fmt.Sprintf("%s shows %q", p.name, eval[[]string](p, safetyJS)) })
 	}
@@ -80,7 +80,7 @@ func sameSafetyCode(t *testing.T, ps ...*participant) string {
 func TestSafetyCodeSameInThreeBrowsers(t *testing.T) {
 	srv := startServer(t, "")
 	ps, _ := callRoom(t, srv, "Safety", "Ann", "Bob", "Cat")
-	code := sameSafetyCode(t, ps...)
+	code := sameSafetyCode(t, 3, ps...)
 	t.Logf("the safety code of the room: %s", code)
 
 	a := ps[0]
@@ -112,7 +112,7 @@ func TestSafetyCodeSameInThreeBrowsers(t *testing.T) {
 
 	// When one leaves, the others' code covers two, and still agrees.
 	ps[2].leaveForNow()
-	if two := sameSafetyCode(t, ps[0], ps[1]); two == code {
+	if two := sameSafetyCode(t, 2, ps[0], ps[1]); two == code {
 		t.Errorf("the code %s did not change when Cat left", two)
 	}
 }
@@ -122,7 +122,7 @@ func TestSafetyCodeDiffersBehindCompromisedServer(t *testing.T) {
 	liar := newKeyRewriter(t, srv)
 	front := &server{URL: liar.URL}
 	ps, ids := callRoom(t, front, "Compromised", "Ann", "Bob", "Cat")
-	honest := sameSafetyCode(t, ps...)
+	honest := sameSafetyCode(t, 3, ps...)
 
 	// From now on the server hands Cat another key for Bob, as a
 	// compromised server would to sit between them; Cat sees it on its
@@ -130,7 +130,7 @@ func TestSafetyCodeDiffersBehindCompromisedServer(t *testing.T) {
 	liar.lie(ids[2], ids[1], fakeKey(t))
 	ps[2].reload()
 	ps[2].waitRoom()
-	ab := sameSafetyCode(t, ps[0], ps[1])
+	ab := sameSafetyCode(t, 3, ps[0], ps[1])
 	if ab != honest {
 		t.Errorf("Ann and Bob see %s, before %s: nothing changed for them", ab, honest)
 	}
@@ -143,7 +143,7 @@ func TestTrustChangedKeyFlaggedOnOthersPages(t *testing.T) {
 	srv := startServer(t, "")
 	ps, ids := callRoom(t, srv, "Changed", "Ann", "Bob")
 	a, b := ps[0], ps[1]
-	sameSafetyCode(t, a, b)
+	sameSafetyCode(t, 2, a, b)
 	warning := fmt.Sprintf(`#member-list li[data-member-id=%q] .member-warning`, ids[1])
 	if eval[bool](a, fmt.Sprintf(`document.querySelector(%q) !== null`, warning)) {
 		t.Fatalf("Ann warns about Bob before anything changed")
@@ -162,20 +162,38 @@ func TestTrustChangedKeyFlaggedOnOthersPages(t *testing.T) {
 	if eval[string](a, fmt.Sprintf(`document.querySelector(%q).getAttribute("role")`, warning)) != "alert" {
 		t.Errorf("the warning is not announced")
 	}
-	sameSafetyCode(t, a, b)
+	sameSafetyCode(t, 2, a, b)
 	if eval[bool](b, `document.querySelector(".member-warning") !== null`) {
 		t.Errorf("Bob, who forgot what he saw, warns about Ann")
 	}
 
-	// Acknowledged, it goes, and stays gone on the next visit.
+	// Acknowledged, it goes, and stays gone on the next visit (once what
+	// is seen now is kept).
+	seenBefore := eval[string](a, seenJS(ids[1]))
 	a.click(warning + " button")
 	a.waitFor(fmt.Sprintf(`document.querySelector(%q) === null`, warning), "the warning gone once acknowledged")
+	a.until(fmt.Sprintf(`(await %s) !== %q`, seenJS(ids[1]), seenBefore), "what is seen of Bob now kept")
 	a.reload()
 	a.waitRoom()
 	a.safetyCode(2)
 	if eval[bool](a, fmt.Sprintf(`document.querySelector(%q) !== null`, warning)) {
 		t.Errorf("the acknowledged warning came back")
 	}
+}
+
+// seenJS reads, as JSON, what the page keeps of what it saw of a member
+// of its room (trust.js, IndexedDB).
+func seenJS(member string) string {
+	return fmt.Sprintf(`new Promise((resolve, reject) => {
+		const open = indexedDB.open("lepeerchat.trust");
+		open.onerror = () => reject(open.error);
+		open.onsuccess = () => {
+			const db = open.result;
+			const get = db.transaction("seen").objectStore("seen").get([document.querySelector("#room").dataset.roomId, %q]);
+			get.onerror = () => reject(get.error);
+			get.onsuccess = () => { db.close(); resolve(JSON.stringify(get.result ?? null)); };
+		};
+	})`, member)
 }
 
 // churnProbeJS records, from the first line of every page, the
