@@ -7,12 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -119,7 +115,7 @@ func TestSafetyCodeSameInThreeBrowsers(t *testing.T) {
 
 func TestSafetyCodeDiffersBehindCompromisedServer(t *testing.T) {
 	srv := startServer(t, "")
-	liar := newKeyRewriter(t, srv)
+	liar := newEvilServer(t, srv)
 	front := &server{URL: liar.URL}
 	ps, ids := callRoom(t, front, "Compromised", "Ann", "Bob", "Cat")
 	honest := sameSafetyCode(t, 3, ps...)
@@ -137,6 +133,30 @@ func TestSafetyCodeDiffersBehindCompromisedServer(t *testing.T) {
 	if c := ps[2].safetyCode(3); c == ab {
 		t.Fatalf("Cat, told another key for Bob, shows the same code %s as Ann and Bob", c)
 	}
+}
+
+func TestSafetyCodeDiffersBehindDTLSManInTheMiddle(t *testing.T) {
+	srv := startServer(t, "")
+	evil := newEvilServer(t, srv)
+	evil.interceptAll()
+	front := &server{URL: evil.URL}
+	ps, ids := callRoom(t, front, "Intercepted", "Ann", "Bob")
+	a, b := ps[0], ps[1]
+	// Each connects to a pion peer posing as the other, which terminates
+	// DTLS with its own certificate on both sides.
+	for i, p := range ps {
+		other := ids[1-i]
+		p.until(fmt.Sprintf(`document.querySelector('#member-list li[data-member-id=%q] .peer-state').dataset.peerState === "direct"`, other),
+			"a connection to whoever poses as the other")
+	}
+	if got := evil.connected(); len(got) != 2 {
+		t.Fatalf("the pion peers in the middle connected for %q, want both members", got)
+	}
+	codeA, codeB := a.safetyCode(2), b.safetyCode(2)
+	if codeA == codeB {
+		t.Fatalf("Ann and Bob show the same code %s with someone in the middle", codeA)
+	}
+	t.Logf("with a man in the middle, Ann reads %s and Bob %s", codeA, codeB)
 }
 
 func TestTrustChangedKeyFlaggedOnOthersPages(t *testing.T) {
@@ -364,115 +384,6 @@ func (m *member) roundTrip(typ string, fields ...string) map[string]json.RawMess
 			m.t.Fatalf("%s: no answer: %v", typ, m.ctx.Err())
 		}
 	}
-}
-
-// keyRewriter is a compromised server: a proxy in front of the real one
-// that, once told to lie, rewrites the key of one member in every member
-// object it sends to another.
-type keyRewriter struct {
-	*httptest.Server
-	mu                  sync.Mutex
-	victim, target, key string
-}
-
-// newKeyRewriter starts the proxy in front of srv; it stops with the test.
-func newKeyRewriter(t *testing.T, srv *server) *keyRewriter {
-	t.Helper()
-	upstream, err := url.Parse(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &keyRewriter{}
-	pages := httputil.NewSingleHostReverseProxy(upstream)
-	k.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/ws" {
-			k.relay(w, r, srv.URL)
-			return
-		}
-		pages.ServeHTTP(w, r)
-	}))
-	t.Cleanup(k.Close)
-	return k
-}
-
-// lie makes the proxy tell victim that target's key is key.
-func (k *keyRewriter) lie(victim, target, key string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.victim, k.target, k.key = victim, target, key
-}
-
-// relay connects one browser WebSocket to the real server and copies
-// frames both ways until either side closes, rewriting what goes to the
-// victim.
-func (k *keyRewriter) relay(w http.ResponseWriter, r *http.Request, upstream string) {
-	down, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"lepeerchat.v1"}})
-	if err != nil {
-		return
-	}
-	defer down.CloseNow()
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	up, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(upstream, "http")+"/ws", &websocket.DialOptions{
-		Subprotocols: []string{"lepeerchat.v1"},
-		HTTPHeader:   http.Header{"Origin": {upstream}},
-	})
-	if err != nil {
-		down.Close(websocket.StatusInternalError, "upstream")
-		return
-	}
-	defer up.CloseNow()
-	up.SetReadLimit(-1)
-	down.SetReadLimit(-1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer cancel()
-		for {
-			typ, data, err := down.Read(ctx)
-			if err != nil || up.Write(ctx, typ, data) != nil {
-				return
-			}
-		}
-	}()
-	self := ""
-	for {
-		typ, data, err := up.Read(ctx)
-		if err != nil {
-			break
-		}
-		data, self = k.rewrite(data, self)
-		if down.Write(ctx, typ, data) != nil {
-			break
-		}
-	}
-	cancel()
-	<-done
-}
-
-// rewrite rewrites one server message for the connection of member self
-// ("" until its joined reply names it), and returns it with the member.
-func (k *keyRewriter) rewrite(data []byte, self string) ([]byte, string) {
-	var msg map[string]any
-	if json.Unmarshal(data, &msg) != nil {
-		return data, self
-	}
-	if msg["type"] == "joined" {
-		if s, ok := msg["self"].(map[string]any); ok {
-			self, _ = s["id"].(string)
-		}
-	}
-	k.mu.Lock()
-	victim, target, key := k.victim, k.target, k.key
-	k.mu.Unlock()
-	if self == "" || self != victim || !replaceKey(msg, target, key) {
-		return data, self
-	}
-	out, err := json.Marshal(msg)
-	if err != nil {
-		return data, self
-	}
-	return out, self
 }
 
 // replaceKey sets the key of every member object of id within v.

@@ -118,7 +118,7 @@ export async function mount(room) {
 		certificate,
 		keyring,
 		seen,
-		element: room.elements.safety,
+		panel: room.safety,
 		members: () => room.peers(),
 		fingerprintOf: (id) => {
 			const pc = mesh?.connection(id);

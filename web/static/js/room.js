@@ -29,11 +29,12 @@
 //   room.peers()       the other members, as an array
 //   room.elements      {streams: <section id="streams">,
 //                       mediaControls: <div id="media-controls">,
-//                       chat: <section id="chat">,
-//                       safety: <div id="safety">}: empty containers the
+//                       chat: <section id="chat">}: empty containers the
 //                      modules fill (#streams and #media-controls sit in the
-//                      main column, #chat in the side column, #safety in
-//                      the people panel under the member list)
+//                      main column, #chat in the side column)
+//   room.safety        the SafetyPanel (trust.js) in the people panel,
+//                      under the member list, built with the page (nothing
+//                      moves when the code comes), for RoomTrust to fill
 //   room.iceServers    the STUN/TURN servers the server gave this member
 //                      (RTCIceServer[]; [] when it gives none), kept
 //                      fresh: "iceservers" fires when they are renewed
@@ -89,6 +90,7 @@ import { h, replace } from './dom.js';
 import { explain } from './errors.js';
 import { credentialsOf, dropInviteToken, forgetIdentity, getIdentity, touchIdentity } from './identity.js';
 import { mountOwnerTools } from './owner.js';
+import { SafetyPanel } from './trust.js';
 import { confirmDialog, people } from './ui.js';
 
 /**
@@ -121,7 +123,7 @@ import { confirmDialog, people } from './ui.js';
  * @property {HTMLElement} streams
  * @property {HTMLElement} mediaControls
  * @property {HTMLElement} chat
- * @property {HTMLElement} safety
+ * @property {HTMLElement} safety where the safety code goes (see RoomSession#safety)
  */
 
 /**
@@ -186,6 +188,7 @@ export class RoomSession extends EventTarget {
     for (const m of joined.room.members) this.members.set(m.id, { ...m });
     /** @type {RTCIceServer[]} */
     this.iceServers = joined.iceServers ?? [];
+    this.safety = new SafetyPanel(elements.safety);
     /**
      * Signals that came before anyone listened for them (between the
      * "joined" reply and the call module's mount: the others' first offers
@@ -516,7 +519,7 @@ export function renderRoom(ctx, roomId, token) {
     const streams = h('section', { id: 'streams', 'aria-label': 'Streams' });
     const mediaControls = h('div', { id: 'media-controls', role: 'group', 'aria-label': 'Microphone, camera and screen' });
     const chat = h('section', { id: 'chat', 'aria-label': 'Chat' });
-    const safety = h('div', { id: 'safety', class: 'safety', role: 'group', 'aria-labelledby': 'safety-title' });
+    const safety = h('div', { id: 'safety', class: 'safety', role: 'group' });
     const s = new RoomSession(conn, joined, { streams, mediaControls, chat, safety }, life.signal, view);
     session = s;
     current = s;

@@ -599,6 +599,51 @@ export class Signer {
 
 // ---- the room's trust panel --------------------------------------------------
 
+/**
+ * The safety code's place in the people panel: built at once with the room
+ * page (so that nothing moves when the code comes), filled by RoomTrust.
+ */
+export class SafetyPanel {
+	/** @param {HTMLElement} element an empty container, named by the panel's heading */
+	constructor(element) {
+		this.code = h('output', { id: 'safety-code', class: 'safety-code', 'aria-labelledby': 'safety-title' });
+		this.covers = h('p', { id: 'safety-covers', class: 'muted small' }, COVERS_ONLY_YOU);
+		this.copyStatus = h('p', { class: 'muted small', role: 'status', id: 'safety-copy-status' });
+		const copy = h('button', { type: 'button', class: 'secondary small', id: 'safety-copy' }, 'Copy code');
+		copy.addEventListener('click', async () => {
+			const text = this.code.textContent ?? '';
+			const r = await copyText(text);
+			this.copyStatus.textContent = r.copied ? 'Safety code copied.' : `Copy it by hand: ${text}`;
+		});
+		element.setAttribute('aria-labelledby', 'safety-title');
+		element.replaceChildren(
+			h('h3', { id: 'safety-title' }, 'Safety code'),
+			h('div', { class: 'safety-row' }, this.code, copy),
+			this.covers,
+			h(
+				'p',
+				{ class: 'muted small' },
+				'Read it aloud to the others, by voice or video. If everyone sees the same code, no one sits between any two of you, not even the server. It changes when people come or go.',
+			),
+			this.copyStatus,
+		);
+	}
+
+	/**
+	 * Shows a code and how many members it covers (self included).
+	 * @param {string} code
+	 * @param {number} members
+	 */
+	show(code, members) {
+		this.code.textContent = code;
+		this.code.dataset.members = String(members);
+		const others = members - 1;
+		this.covers.textContent = others === 0 ? COVERS_ONLY_YOU : `Covers you and ${others === 1 ? '1 person' : `${others} people`} connected to you.`;
+	}
+}
+
+const COVERS_ONLY_YOU = 'Covers only you: nobody is connected to you yet.';
+
 /** @typedef {{id: string, name: string, key?: string}} TrustMember */
 
 /**
@@ -610,7 +655,7 @@ export class Signer {
  * @property {boolean} selfBound whether the server bound a key to us (one in our member object)
  * @property {Keyring} keyring where what was seen is kept
  * @property {Map<string, Seen>} seen what was seen before, by member id (Keyring#seen)
- * @property {HTMLElement} element where the safety code is shown
+ * @property {SafetyPanel} panel where the safety code is shown
  * @property {() => TrustMember[]} members the other members, with their bound keys
  * @property {(id: string) => string | null} fingerprintOf the certificate fingerprint of a
  *   member's end of our connected peer connection with it, null when not connected
@@ -641,26 +686,6 @@ export class RoomTrust {
 		/** @type {Promise<void>} updates run one at a time, in order */
 		this.running = Promise.resolve();
 		this.closed = false;
-		this.code = h('output', { id: 'safety-code', class: 'safety-code', 'aria-labelledby': 'safety-title' });
-		this.covers = h('p', { id: 'safety-covers', class: 'muted small' });
-		this.copyStatus = h('p', { class: 'muted small', role: 'status', id: 'safety-copy-status' });
-		const copy = h('button', { type: 'button', class: 'secondary small', id: 'safety-copy' }, 'Copy code');
-		copy.addEventListener('click', async () => {
-			const text = this.code.textContent ?? '';
-			const r = await copyText(text);
-			this.copyStatus.textContent = r.copied ? 'Safety code copied.' : `Copy it by hand: ${text}`;
-		});
-		options.element.replaceChildren(
-			h('h3', { id: 'safety-title' }, 'Safety code'),
-			h('div', { class: 'safety-row' }, this.code, copy),
-			this.covers,
-			h(
-				'p',
-				{ class: 'muted small' },
-				'Read it aloud to the others, by voice or video. If everyone sees the same code, no one sits between any two of you, not even the server. It changes when people come or go.',
-			),
-			this.copyStatus,
-		);
 	}
 
 	/** Recomputes the code and the warnings (queued after any running update). */
@@ -712,10 +737,7 @@ export class RoomTrust {
 		if (this.closed) {
 			return;
 		}
-		this.code.textContent = code;
-		this.code.dataset.members = String(entries.length);
-		const others = entries.length - 1;
-		this.covers.textContent = others === 0 ? 'Covers only you: nobody is connected to you yet.' : `Covers you and ${others === 1 ? '1 person' : `${others} people`} connected to you.`;
+		this.o.panel.show(code, entries.length);
 	}
 
 	/**
