@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
+	"github.com/pion/webrtc/v4"
 )
 
 // These tests check what trust.js promises (docs/protocol.md §10): the
@@ -258,13 +259,16 @@ func TestChurnFromAMemberNeitherCutsNorStallsTheVictim(t *testing.T) {
 	a.waitMembers("Ann", "Bob", "Mallory")
 	before := eval[int](a, `__churn.pcs`)
 
-	// 40 signals a second, each with a new session id, for three seconds.
+	// 40 signals a second for three seconds, each an offer with a new
+	// session id: whichever role Ann has, each asks her for a new
+	// connection and an answer.
+	offer := pionOffer(t)
 	const signals = 120
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for i := range signals {
 		<-tick.C
-		m.send("signal", map[string]any{"to": annID, "data": map[string]any{"sid": fmt.Sprintf("churn-%d", i), "hello": true, "restart": true}})
+		m.send("signal", map[string]any{"to": annID, "data": map[string]any{"sid": fmt.Sprintf("churn-%d", i), "description": offer}})
 	}
 	// Once the server answers Mallory's ping it has relayed the flood;
 	// once it answers Ann's request after that, Ann's page has handled it.
@@ -284,6 +288,25 @@ func TestChurnFromAMemberNeitherCutsNorStallsTheVictim(t *testing.T) {
 	}
 	a.until(fmt.Sprintf(`document.querySelector('#member-list li[data-member-id=%q] .peer-state').dataset.peerState === "direct"`, bobID), "Ann and Bob still connected")
 	b.waitMembers("Ann", "Bob", "Mallory")
+}
+
+// pionOffer is a real offer (a data channel), as a peer reloading its page
+// would send.
+func pionOffer(t *testing.T) webrtc.SessionDescription {
+	t.Helper()
+	pc, err := interopAPI().NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.CreateDataChannel("lepeerchat", nil); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offer
 }
 
 // member is a room member speaking the protocol over a WebSocket, with no

@@ -19,8 +19,9 @@
  *   {sid, hello: true, restart?: true}
  *
  * A peer may start afresh only so often (SessionLimiter): a member that
- * sends signals with ever new sids would otherwise make us rebuild a
- * connection, and answer with an offer, for each one. A new session past
+ * sends signals with ever new sids, or hellos that ask for a new
+ * connection, would otherwise make us rebuild a connection, and answer
+ * with an offer, for each one. A new session past
  * the limit is ignored and counted, and the newest one is taken once the
  * limit allows; the first after a quiet spell is taken at once, so that a
  * real reconnection is never slowed.
@@ -403,6 +404,8 @@ export class Mesh extends EventTarget {
 		 * @type {Map<string, {data: Record<string, unknown>, timer: ReturnType<typeof setTimeout>}>}
 		 */
 		this.deferred = new Map();
+		/** @type {Map<string, string>} the last session id each peer used, kept across rebuilds */
+		this.remoteSids = new Map();
 		this.statsIntervalMs = statsIntervalMs;
 		/** @type {Map<string, Peer>} */
 		this.peerMap = new Map();
@@ -703,10 +706,15 @@ export class Mesh extends EventTarget {
 			return;
 		}
 		let p = this.peerMap.get(from);
-		const fresh = p ? p.remoteSid !== '' && p.remoteSid !== sid : this.removed.get(from) !== sid;
+		// A session is new when its sid is not the last one this peer used,
+		// whatever became of our connection since (rebuilt, removed): a
+		// rebuilt connection must not let any sid in as a first contact.
+		const known = this.remoteSids.get(from);
+		const fresh = known === undefined ? !p : known !== sid;
 		if (fresh && !this.mayStart(from, data)) {
 			return;
 		}
+		this.remoteSids.set(from, sid);
 		if (!p) {
 			if (this.removed.has(from) && this.removed.get(from) === sid) {
 				return; // a late signal of a connection we closed
@@ -1004,7 +1012,12 @@ export class Mesh extends EventTarget {
 				return;
 			}
 			if (!pc.remoteDescription || cs === 'new' || cs === 'failed' || cs === 'closed') {
-				this.rebuild(p);
+				// A rebuild is a new session too: a peer repeating its hello
+				// may have one only as often as the limiter allows (it says
+				// hello again until it gets its offer).
+				if (this.sessions.take(p.id) === 0) {
+					this.rebuild(p);
+				}
 			} else if (cs !== 'connected' || data.restart === true) {
 				pc.restartIce();
 			}
