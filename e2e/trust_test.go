@@ -202,19 +202,63 @@ func TestTrustChangedKeyFlaggedOnOthersPages(t *testing.T) {
 	}
 }
 
-// seenJS reads, as JSON, what the page keeps of what it saw of a member
-// of its room (trust.js, IndexedDB).
-func seenJS(member string) string {
+// trustDBJS runs use(db, done) on the page's trust database (trust.js,
+// IndexedDB) and resolves with what it passes to done; with none when the
+// page has not made the database yet (it makes nothing itself).
+func trustDBJS(none, use string) string {
 	return fmt.Sprintf(`new Promise((resolve, reject) => {
 		const open = indexedDB.open("lepeerchat.trust");
-		open.onerror = () => reject(open.error);
+		open.onupgradeneeded = () => open.transaction.abort();
+		open.onerror = () => resolve(%s);
 		open.onsuccess = () => {
 			const db = open.result;
-			const get = db.transaction("seen").objectStore("seen").get([document.querySelector("#room").dataset.roomId, %q]);
-			get.onerror = () => reject(get.error);
-			get.onsuccess = () => { db.close(); resolve(JSON.stringify(get.result ?? null)); };
+			const done = (v) => { db.close(); resolve(v); };
+			try { (%s)(db, done); } catch (err) { db.close(); reject(err); }
 		};
-	})`, member)
+	})`, none, use)
+}
+
+// seenJS reads, as JSON, what the page keeps of what it saw of a member
+// of its room.
+func seenJS(member string) string {
+	return trustDBJS(`"null"`, fmt.Sprintf(`(db, done) => {
+		const get = db.transaction("seen").objectStore("seen").get([document.querySelector("#room").dataset.roomId, %q]);
+		get.onsuccess = () => done(JSON.stringify(get.result ?? null));
+	}`, member))
+}
+
+// trustEntriesJS counts what the page keeps for a room: identity keys,
+// certificates and what was seen, together.
+func trustEntriesJS(room string) string {
+	return trustDBJS("0", fmt.Sprintf(`(db, done) => {
+		const stores = ["identity", "certificate", "seen"];
+		const tx = db.transaction(stores);
+		const range = IDBKeyRange.bound([%[1]q], [%[1]q, []]);
+		let n = 0, left = stores.length;
+		for (const s of stores) {
+			const c = tx.objectStore(s).count(range);
+			c.onsuccess = () => { n += c.result; if (--left === 0) done(n); };
+		}
+	}`, room))
+}
+
+func TestTrustForgettingARoomForgetsItsKeys(t *testing.T) {
+	srv := startServer(t, "")
+	a := newCaller(t, srv, "A")
+	kept := a.createRoom("Kept", "Ann")
+	a.until(fmt.Sprintf(`(await %s) >= 2`, trustEntriesJS(kept)), "the key and certificate of the first room kept")
+	gone := a.createRoom("Forgotten", "Ann")
+	a.until(fmt.Sprintf(`(await %s) >= 2`, trustEntriesJS(gone)), "the key and certificate of the second room kept")
+
+	a.click(".brand")
+	a.waitFor(`document.querySelectorAll("#room-list li").length === 2`, "both rooms listed")
+	a.click(fmt.Sprintf(`#room-list li:has(a[href$=%q]) button`, gone))
+	a.click("dialog button.danger")
+	a.waitFor(`document.querySelectorAll("#room-list li").length === 1`, "the forgotten room gone from the list")
+	a.until(fmt.Sprintf(`(await %s) === 0`, trustEntriesJS(gone)), "the forgotten room's key and certificate deleted")
+	if n := eval[int](a, trustEntriesJS(kept)); n < 2 {
+		t.Errorf("the other room keeps %d entries, want its key and certificate", n)
+	}
 }
 
 // churnProbeJS records, from the first line of every page, the
