@@ -184,6 +184,7 @@ func TestTrustChangedKeyFlaggedOnOthersPages(t *testing.T) {
 		t.Errorf("the warning is not announced")
 	}
 	sameSafetyCode(t, 2, a, b)
+	a.viewShot("trust-changed-key-desktop", "#members")
 	if eval[bool](b, `document.querySelector(".member-warning") !== null`) {
 		t.Errorf("Bob, who forgot what he saw, warns about Ann")
 	}
