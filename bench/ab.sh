@@ -30,6 +30,10 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
 TMP=$(mktemp -d /tmp/lpab.XXXXXX)
+# The load opens its WebSockets from one address, many at once: raise the cap
+# on connections not yet upgraded too (as variables, which builds without
+# these flags ignore).
+export LEPEERCHAT_MAX_HTTP_CONNS_PER_IP=100000 LEPEERCHAT_MAX_HTTP_CONNS=100000
 SPID=
 cleanup() {
 	[ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
@@ -60,7 +64,7 @@ one() { # variant binary extra-generator-args
 	else
 		mkdir -p "$TMP/data-$PORT"
 		taskset -c "$SERVER_CPU" "$2" -http -listen "127.0.0.1:$PORT" -turn=false -data "$TMP/data-$PORT" \
-			-rate 1000000 -burst 1000000 -max-conns-per-ip 100000 -log-level warn >>"$TMP/server.log" 2>&1 &
+			-rate 1000000 -burst 1000000 -peer-signal-rate 1000000 -peer-signal-burst 1000000 -create-rate 100000000 -create-burst 1000000 -max-rooms 1000000 -max-conns-per-ip 100000 -log-level warn >>"$TMP/server.log" 2>&1 &
 	fi
 	SPID=$!
 	wait_port "$PORT" || { echo "server did not start" >&2; return 1; }

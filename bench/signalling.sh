@@ -25,8 +25,12 @@ CLUSTER_RATES=${CLUSTER_RATES:-"20000 10000 5000"}
 PHASES=${PHASES:-"saturation fixed realistic idle cluster"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-LP_LIMITS=(-rate 1000000 -burst 1000000 -max-conns-per-ip 100000)
-LP_NOTE="lepeerchat -http -turn=false -rate 1000000 -burst 1000000 -max-conns-per-ip 100000 (per-connection rate limiter and per-address cap raised for the load, still checked on every message)"
+LP_LIMITS=(-rate 1000000 -burst 1000000 -peer-signal-rate 1000000 -peer-signal-burst 1000000 -create-rate 100000000 -create-burst 1000000 -max-rooms 1000000 -max-conns-per-ip 100000)
+# The load opens its WebSockets from one address, many at once: raise the cap
+# on connections not yet upgraded too (as variables, which builds without
+# these flags ignore).
+export LEPEERCHAT_MAX_HTTP_CONNS_PER_IP=100000 LEPEERCHAT_MAX_HTTP_CONNS=100000
+LP_NOTE="lepeerchat -http -turn=false -rate 1000000 -burst 1000000 -peer-signal-rate 1000000 -peer-signal-burst 1000000 -create-rate 100000000 -create-burst 1000000 -max-rooms 1000000 -max-conns-per-ip 100000 (per-connection and per-pair rate limiters, room creation limits and per-address cap raised for the load, still checked on every message)"
 
 TMP=$(mktemp -d /tmp/lpbench.XXXXXX)
 RES=$ROOT/bench/results

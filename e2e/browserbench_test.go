@@ -1071,7 +1071,7 @@ func modulesVariant(t *testing.T) ([]*benchPeer, benchJoin) {
 		name := fmt.Sprintf("P%d", i)
 		p := startBenchPeer(t, srv, name)
 		p.open("/bench-modules.txt") // a 404: a plain page of the server
-		if !eval[bool](p.participant, string(driver)) {
+		if !eval[bool](p.participant, strings.Replace(string(driver), "/* testKeysJS */", testKeysJS, 1)) {
 			t.Fatalf("%s: the driver did not start", name)
 		}
 		if i == 1 {

@@ -52,7 +52,7 @@ func TestInteropPionAndChromium(t *testing.T) {
 	if got := *p.chatFromBrowser.Load(); got != "hello pion" {
 		t.Errorf("pion got %q", got)
 	}
-	p.sendChat(`{"type":"chat.msg","id":"pion-msg-1","lamport":1,"text":"hello from pion <b>","time":0}`)
+	p.sendChat(p.key.live(t, room, p.self, chatMessage{ID: "pion-msg-1", Lamport: 1, Text: "hello from pion <b>"}))
 	a.until(`T.chatLines().includes("hello from pion <b>")`, "pion's message in the browser")
 	p.waitFor(ctx, "the browser's seen mark", func() bool { return p.seen.Load() })
 
@@ -91,6 +91,8 @@ type interopPeer struct {
 	conn   *websocket.Conn
 	self   string // member id
 	remote string // the browser's member id
+	room   string
+	key    *chatKey // its identity key, announced on join and on the data channel
 	polite bool
 	sid    string
 	nextID uint64
@@ -108,6 +110,9 @@ type interopPeer struct {
 
 	chatFromBrowser atomic.Pointer[string]
 	seen            atomic.Bool
+	seenMessages    atomic.Int64 // chat.seen messages received
+	received        atomic.Int64 // data-channel messages received
+	opened          atomic.Bool  // the data channel opened
 	packets         atomic.Int64
 	remoteCodec     atomic.Pointer[string]
 }
@@ -122,16 +127,24 @@ func newInteropPeer(ctx context.Context, t *testing.T, srv *server, room, token,
 		t.Fatalf("pion: dial: %v", err)
 	}
 	t.Cleanup(func() { conn.Close(websocket.StatusNormalClosure, "") })
-	p := &interopPeer{t: t, ctx: ctx, conn: conn, remote: remote, sid: "pion-session",
+	p := &interopPeer{t: t, ctx: ctx, conn: conn, remote: remote, room: room, key: newChatKey(t), sid: "pion-session",
 		local: make(chan *webrtc.ICECandidate, 64), inbound: make(chan map[string]json.RawMessage, 256), connected: make(chan struct{})}
 
-	// The welcome, then the join and its reply.
+	// The welcome, then the join with its identity key (contract A) and
+	// its reply. A server that does not know the field yet refuses it
+	// and changes nothing: then pion joins without it.
 	p.read() // welcome
-	p.write("join", map[string]any{"room": room, "invite": token, "name": "pion"})
+	join := map[string]any{"room": room, "invite": token, "name": "pion", "key": p.key.public(t)}
+	p.write("join", join)
 	for {
 		m := p.read()
 		var typ string
 		json.Unmarshal(m["type"], &typ)
+		if typ == "error" && join["key"] != nil && strings.Contains(string(m["error"]), "unknown field") {
+			delete(join, "key")
+			p.write("join", join)
+			continue
+		}
 		if typ == "error" {
 			t.Fatalf("pion: join refused: %s", m["error"])
 		}
@@ -156,7 +169,15 @@ func newInteropPeer(ctx context.Context, t *testing.T, srv *server, room, token,
 	if p.dc, err = pc.CreateDataChannel("lepeerchat", &webrtc.DataChannelInit{Negotiated: &negotiated, ID: &id}); err != nil {
 		t.Fatalf("pion: data channel: %v", err)
 	}
+	p.dc.OnOpen(func() {
+		// As the test drivers do (testKeysJS): its key, first thing.
+		if err := p.dc.SendText(mustJSON(t, map[string]string{"type": "test.key", "key": p.key.public(t)})); err != nil {
+			p.fail(fmt.Errorf("pion: send its key: %w", err))
+		}
+		p.opened.Store(true)
+	})
 	p.dc.OnMessage(func(msg webrtc.DataChannelMessage) {
+		p.received.Add(1)
 		var m struct {
 			Type string   `json:"type"`
 			Text string   `json:"text"`
@@ -170,6 +191,7 @@ func newInteropPeer(ctx context.Context, t *testing.T, srv *server, room, token,
 		case "chat.msg":
 			p.chatFromBrowser.Store(&m.Text)
 		case "chat.seen":
+			p.seenMessages.Add(1)
 			if len(m.IDs) == 1 && m.IDs[0] == "pion-msg-1" {
 				p.seen.Store(true)
 			}
@@ -331,6 +353,11 @@ func (p *interopPeer) serverMessage(m map[string]json.RawMessage) {
 		p.fail(fmt.Errorf("pion: server refused a message: %s", m["error"]))
 		return
 	case "signal":
+		var from string
+		json.Unmarshal(m["from"], &from)
+		if from != p.remote {
+			return // pion talks to one member only
+		}
 	default:
 		return // replies and presence
 	}

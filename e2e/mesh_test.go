@@ -28,9 +28,12 @@ const meshWait = 15 * time.Second
 // (data-peer, data-kind) so that decoded frames can be counted.
 const meshDriverJS = `(async () => {
 	if (window.T) return true;
+	` + testKeysJS + `
 	const [{ Mesh }, { Chat, renderText }, { LocalMedia, RemoteAudio }] = await Promise.all([
 		import('/js/mesh.js'), import('/js/chat.js'), import('/js/media.js')]);
-	const T = window.T = { errors: [], signalLog: [], events: [], held: null, candidateFirst: false, dropCandidates: false, autoAdd: true, renderText };
+	const T = window.T = { errors: [], signalLog: [], events: [], held: null, candidateFirst: false, dropCandidates: false, autoAdd: true, renderText, names: new Map() };
+	const keys = await testKeys();
+	T.learnKey = keys.learn;
 	const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/ws', 'lepeerchat.v1');
 	const pending = new Map();
 	let nextId = 1;
@@ -50,6 +53,7 @@ const meshDriverJS = `(async () => {
 			if (T.dropCandidates && d.candidate) return;
 			mesh?.handleSignal(m.from, d);
 		} else if (m.type === 'member.joined' || m.type === 'member.connected') {
+			T.names.set(m.member.id, m.member.name);
 			if (T.autoAdd) mesh?.addPeer(m.member.id);
 		} else if (m.type === 'member.left') {
 			mesh?.removePeer(m.member);
@@ -94,7 +98,8 @@ const meshDriverJS = `(async () => {
 		T.room = reply.room.id;
 		T.autoAdd = autoAdd !== false;
 		const mesh = T.mesh = new Mesh({ selfId: T.self, signaller: { send }, statsIntervalMs: 500 });
-		const chat = T.chat = new Chat({ selfId: T.self, transport: mesh });
+		for (const m of reply.room.members) T.names.set(m.id, m.name);
+		const chat = T.chat = new Chat({ selfId: T.self, roomId: T.room, signer: keys.signer(T.self), transport: mesh });
 		T.audio = new RemoteAudio();
 		T.media = new LocalMedia();
 		T.media.on('trackchange', (e) => {
@@ -103,8 +108,7 @@ const meshDriverJS = `(async () => {
 		});
 		T.media.on('ended', (e) => T.events.push('ended ' + e.detail.kind));
 		mesh.on('error', (e) => T.errors.push(e.detail.context + ': ' + e.detail.error));
-		mesh.on('channelopen', (e) => chat.peerOpened(e.detail.id));
-		mesh.on('message', (e) => chat.handleMessage(e.detail.id, e.detail.data));
+		keys.attach(mesh, chat);
 		mesh.on('track', (e) => {
 			const { id, kind, stream, track } = e.detail;
 			if (track.kind === 'video') {
@@ -363,7 +367,8 @@ func TestMeshChatOrderSeenAndHistory(t *testing.T) {
 		T.mesh.send(to, { type: "chat.msg", id: "bad-lamport", lamport: -1, text: "bad lamport" });
 		T.mesh.send(to, { type: "chat.msg", id: "control", lamport: 99, text: "bell\u0007" });
 		T.mesh.send(to, { type: "chat.history", messages: [{ id: "h1", author: "nobody", lamport: "1", text: "bad" }] });
-		T.mesh.send(to, { type: "chat.msg", id: "last-valid", lamport: 99, text: "still fine" });
+		T.mesh.send(to, { type: "chat.msg", id: "unsigned", lamport: 99, text: "unsigned", time: 0 });
+		T.chat.send("still fine");
 		return true;
 	})()`, a.id))
 	a.until(`T.chatLines().includes("still fine")`, "the valid message after the invalid ones")

@@ -1,6 +1,7 @@
 // Package metrics defines the Prometheus metrics that lepeerchat exports on
-// /metrics: rooms, connected members, messages by type, errors by code and
-// the built-in relay's allocations.
+// /metrics: rooms, connected members, messages by type, errors by code,
+// HTTP connections and requests refused by the caps, and the built-in
+// relay's allocations.
 package metrics
 
 import (
@@ -15,6 +16,10 @@ type Metrics struct {
 	Connected prometheus.Gauge
 	Messages  *prometheus.CounterVec
 	Errors    *prometheus.CounterVec
+	// HTTPRefused counts the HTTP connections and requests refused by the
+	// per-address and server-wide caps, by reason: "client" (answered
+	// 429), "server" (503), "closed" (closed as accepted).
+	HTTPRefused *prometheus.CounterVec
 }
 
 // New returns the metrics of one server, registered in a fresh registry
@@ -38,9 +43,13 @@ func New() *Metrics {
 			Name: "lepeerchat_errors_total",
 			Help: "Negative replies sent to clients, by error code.",
 		}, []string{"code"}),
+		HTTPRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lepeerchat_http_refused_total",
+			Help: "HTTP connections and requests refused by the connection caps, by reason (client: 429, server: 503, closed: closed as accepted).",
+		}, []string{"reason"}),
 	}
 	m.Registry.MustRegister(
-		m.Rooms, m.Connected, m.Messages, m.Errors,
+		m.Rooms, m.Connected, m.Messages, m.Errors, m.HTTPRefused,
 		prometheus.NewGoCollector(),
 		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
 	)
@@ -56,4 +65,10 @@ func (m *Metrics) WatchRelay(allocations func() int) {
 		Name: "lepeerchat_turn_allocations",
 		Help: "Relay allocations the built-in STUN/TURN server holds now.",
 	}, func() float64 { return float64(allocations()) }))
+}
+
+// CountHTTPRefusal counts one HTTP connection or request refused for
+// reason; it is web.Config.OnRefuse.
+func (m *Metrics) CountHTTPRefusal(reason string) {
+	m.HTTPRefused.WithLabelValues(reason).Inc()
 }

@@ -1,6 +1,9 @@
 package metrics
 
-import "testing"
+import (
+	"maps"
+	"testing"
+)
 
 func TestWatchRelayReadsTheAllocationsAtEachScrape(t *testing.T) {
 	m := New()
@@ -21,5 +24,32 @@ func TestWatchRelayReadsTheAllocationsAtEachScrape(t *testing.T) {
 		if got != float64(want) {
 			t.Errorf("with %d allocations the gauge says %v", want, got)
 		}
+	}
+}
+
+func TestCountHTTPRefusalCountsByReason(t *testing.T) {
+	m := New()
+	for _, r := range []string{"client", "closed", "client"} {
+		m.CountHTTPRefusal(r)
+	}
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "lepeerchat_http_refused_total" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "reason" {
+					got[l.GetValue()] = s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if want := map[string]float64{"client": 2, "closed": 1}; !maps.Equal(got, want) {
+		t.Errorf("refusals by reason: %v, want %v", got, want)
 	}
 }

@@ -23,6 +23,7 @@ const (
 	CodeNoSuchMember   Code = "no_such_member"
 	CodeNoSuchInvite   Code = "no_such_invite"
 	CodeCannotKickSelf Code = "cannot_kick_self"
+	CodeInvalidKey     Code = "invalid_key"
 )
 
 // Error is a refusal by the room rules: a stable code and a sentence a

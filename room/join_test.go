@@ -302,14 +302,14 @@ func TestJoinRefusesATakenNameCaseInsensitively(t *testing.T) {
 	r.Disconnect(room.Conn{Node: "n1", ID: "c1"}, c.now(), discardDelay)
 
 	for _, name := range []string{
-		"Olga", "OLGA", " olga ", "Zoë", "ZOË", "zoe\u0308", "STRASSE", "strasse", "bob", "DAVE",
+		"Olga", "OLGA", " olga ", "Olgа" /* Cyrillic а */, "Zoë", "ZOË", "zoe\u0308", "STRASSE", "strasse", "bob", "DAVE",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := r.Join(tok, name, identity("m-new"), c.now())
 			wantCode(t, err, room.CodeNameTaken)
 		})
 	}
-	for _, name := range []string{"Zoe", "Olgа" /* Cyrillic а */, "Bobby"} {
+	for _, name := range []string{"Zoe", "Olgierd", "Bobby"} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := r.Join(tok, name, identity("m-"+name), c.now()); err != nil {
 				t.Errorf("Join(%q) = %v, want a distinct name accepted", name, err)

@@ -49,12 +49,14 @@ type Room struct {
 }
 
 // Member is one identity in a room. The secret itself is never kept, only
-// its hash.
+// its hash. Key is the public identity key the member's browser announced
+// (see BindKey), empty until one is.
 type Member struct {
 	ID         string    `json:"id"`
 	Name       string    `json:"name"`
 	SecretHash []byte    `json:"secretHash"`
 	Joined     time.Time `json:"joined"`
+	Key        string    `json:"key,omitempty"`
 }
 
 // Invite is an invitation to enter the room for the first time. The token is

@@ -23,6 +23,9 @@ func busyRoom(t *testing.T, c *clock) *room.Room {
 	}
 	mustJoin(t, r, tok, "Bob", "m-bob", c.advance(time.Minute))
 	mustJoin(t, r, single, "Zoë", "m-zoe", c.advance(time.Minute))
+	if _, err := r.BindKey("m-bob", newKey(t)); err != nil {
+		t.Fatal(err)
+	}
 	connect(t, r, "m-bob", "n1", "c1")
 	r.Disconnect(room.Conn{Node: "n1", ID: "c1"}, c.advance(time.Minute), discardDelay)
 	connect(t, r, "m-zoe", "n2", "c1")

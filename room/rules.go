@@ -2,6 +2,8 @@ package room
 
 import (
 	"cmp"
+	"crypto/ecdh"
+	"encoding/base64"
 	"errors"
 	"slices"
 	"strings"
@@ -49,7 +51,7 @@ func (r *Room) Join(token, user string, who Identity, now time.Time) (*Member, e
 		return nil, err
 	}
 	if r.nameTaken(user) {
-		return nil, refuse(CodeNameTaken, "that username is already taken in this room")
+		return nil, refuse(CodeNameTaken, "that username, or one that looks the same, is already taken in this room")
 	}
 	if in.SingleUse {
 		in.Used = true
@@ -345,4 +347,52 @@ func (r *Room) Online(memberID string) bool {
 		}
 	}
 	return false
+}
+
+// KeyLen is the length of an identity key as sent: the unpadded base64url
+// of an uncompressed SEC1 P-256 point (65 bytes).
+const KeyLen = 87
+
+// CheckKey refuses key unless it is an identity key: the unpadded
+// base64url, in its one canonical spelling, of an uncompressed SEC1 point
+// of the P-256 curve (ECDSA public keys as WebCrypto exports them raw). The
+// empty key, none given, passes.
+func CheckKey(key string) error {
+	if key == "" {
+		return nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(key)
+	// The decoder skips line breaks and ignores the unused low bits of
+	// the last character: re-encoding refuses every spelling but one, so
+	// that one key is always the same string.
+	if err != nil || base64.RawURLEncoding.EncodeToString(b) != key {
+		return refuse(CodeInvalidKey, "the identity key is not unpadded base64url")
+	}
+	// NewPublicKey takes only the 65-byte uncompressed form and checks
+	// that the point is on the curve.
+	if _, err := ecdh.P256().NewPublicKey(b); err != nil {
+		return refuse(CodeInvalidKey, "the identity key is not an uncompressed P-256 public key")
+	}
+	return nil
+}
+
+// BindKey binds an identity key to a member. On create and join it is the
+// member's first key; on a rejoin the member has just proved itself with
+// its secret, so a key different from the bound one replaces it (a browser
+// that lost its key store makes a new key). An empty key keeps the bound
+// one. It reports whether the bound key changed; an invalid key changes
+// nothing (CheckKey).
+func (r *Room) BindKey(memberID, key string) (changed bool, err error) {
+	m, ok := r.Members[memberID]
+	if !ok {
+		return false, refuse(CodeNoSuchMember, "no such member in this room")
+	}
+	if err := CheckKey(key); err != nil {
+		return false, err
+	}
+	if key == "" || key == m.Key {
+		return false, nil
+	}
+	m.Key = key
+	return true, nil
 }

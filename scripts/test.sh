@@ -22,6 +22,9 @@ if [ ! -x web/node_modules/.bin/tsc ]; then
 fi
 web/node_modules/.bin/tsc -p web
 
+echo "== unit tests of the web client's pure modules (node --test)"
+node --test web/test/
+
 echo "== go test -race"
 go test -race -count=1 ./...
 

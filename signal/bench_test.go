@@ -34,13 +34,16 @@ import (
 // candidate with its envelope.
 const relayFrameSize = 400
 
-// benchConfig raises the per-connection rate limit (default 50/s, burst
-// 200) and the per-address connection cap, which a benchmark driving
-// thousands of messages per second from 127.0.0.1 would otherwise hit.
-// The limiter still runs on every message.
+// benchConfig raises the per-connection and per-pair rate limits
+// (default 50/s, burst 200; 5/s, burst 100), the per-address connection
+// cap, room creation rate and room cap, which a benchmark driving thousands of
+// messages per second from 127.0.0.1 would otherwise hit. The limiters
+// still run on every message.
 func benchConfig(c *Config) {
 	c.Rate = 1e9
 	c.Burst = 1 << 30
+	c.PeerRate, c.PeerBurst = 1e9, 1<<30
+	c.CreateRate, c.CreateBurst, c.MaxRooms = 1e9, 1<<30, 1<<30
 	c.MaxConnsPerIP = 1 << 16
 }
 

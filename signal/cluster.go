@@ -124,7 +124,7 @@ func (s *Server) dropConns(ctx context.Context, id string, match func(key string
 		}
 		msg := busFrame(busClient, encode(memberEvent{
 			header: header{Type: "member.disconnected"},
-			Member: memberView{ID: m.ID, Name: m.Name},
+			Member: viewMember(m, false),
 		}))
 		sent := map[string]bool{}
 		for _, to := range r.Conns {

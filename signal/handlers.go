@@ -108,16 +108,39 @@ func (s *session) replyOK(id uint64, hasID bool) {
 }
 
 var (
-	errNotInRoom     = &protoError{Code: CodeNotInRoom, Msg: "join a room first"}
-	errAlreadyInRoom = &protoError{Code: CodeAlreadyInRoom, Msg: "this connection is already in a room: leave it first"}
-	errNoRoom        = &room.Error{Code: room.CodeRoomNotFound, Message: "this room does not exist (any more)"}
+	errNotInRoom       = &protoError{Code: CodeNotInRoom, Msg: "join a room first"}
+	errAlreadyInRoom   = &protoError{Code: CodeAlreadyInRoom, Msg: "this connection is already in a room: leave it first"}
+	errNoRoom          = &room.Error{Code: room.CodeRoomNotFound, Message: "this room does not exist (any more)"}
+	errPeerRateLimited = &protoError{Code: CodePeerRateLimited, Msg: "too many signals to this member: slow down"}
 )
 
 func (s *session) create(ctx context.Context, req *request) error {
 	if s.attached() != nil {
 		return errAlreadyInRoom
 	}
-	id, err := room.NewID(s.srv.cfg.Rand)
+	p := req.create
+	if err := room.CheckKey(p.Key); err != nil {
+		return err
+	}
+	srv := s.srv
+	if !srv.creates.allow([]byte(s.ip), srv.cfg.Now()) {
+		return &protoError{Code: CodeRateLimited, Msg: "too many rooms created from your address: wait a moment, then try again"}
+	}
+	if !srv.rooms.reserve(srv.cfg.MaxRooms) {
+		return &protoError{Code: CodeTooManyRooms, Msg: "the server holds as many rooms as it may: try again later"}
+	}
+	err := s.createRoom(ctx, req.ID, p)
+	if err != nil {
+		srv.rooms.cancel()
+		return err
+	}
+	srv.rooms.created()
+	return nil
+}
+
+// createRoom makes a new room with this connection's member as its owner.
+func (s *session) createRoom(ctx context.Context, id *uint64, p *createReq) error {
+	roomID, err := room.NewID(s.srv.cfg.Rand)
 	if err != nil {
 		return err
 	}
@@ -125,16 +148,17 @@ func (s *session) create(ctx context.Context, req *request) error {
 	if err != nil {
 		return err
 	}
-	err = s.attach(ctx, req.ID, id, who.ID, who.Secret, func(r *room.Room) (*room.Room, error) {
+	return s.attach(ctx, id, roomID, who.ID, who.Secret, func(r *room.Room) (*room.Room, error) {
 		if r != nil {
 			return nil, &room.Error{Code: room.CodeRoomExists, Message: "a room with this id already exists"}
 		}
-		return room.Create(id, req.create.Room, req.create.Name, who, s.srv.cfg.Now())
+		r, err := room.Create(roomID, p.Room, p.Name, who, s.srv.cfg.Now())
+		if err != nil {
+			return nil, err
+		}
+		_, err = r.BindKey(who.ID, p.Key)
+		return r, err
 	})
-	if err == nil {
-		s.srv.cfg.Metrics.Rooms.Inc()
-	}
-	return err
 }
 
 func (s *session) join(ctx context.Context, req *request) error {
@@ -146,11 +170,17 @@ func (s *session) join(ctx context.Context, req *request) error {
 		return err
 	}
 	p := req.join
+	if err := room.CheckKey(p.Key); err != nil {
+		return err
+	}
 	return s.attach(ctx, req.ID, p.Room, who.ID, who.Secret, func(r *room.Room) (*room.Room, error) {
 		if r == nil {
 			return nil, errNoRoom
 		}
-		_, err := r.Join(p.Invite, p.Name, who, s.srv.cfg.Now())
+		if _, err := r.Join(p.Invite, p.Name, who, s.srv.cfg.Now()); err != nil {
+			return nil, err
+		}
+		_, err := r.BindKey(who.ID, p.Key)
 		return r, err
 	})
 }
@@ -160,11 +190,17 @@ func (s *session) rejoin(ctx context.Context, req *request) error {
 		return errAlreadyInRoom
 	}
 	p := req.rejoin
+	if err := room.CheckKey(p.Key); err != nil {
+		return err
+	}
 	return s.attach(ctx, req.ID, p.Room, p.Member, "", func(r *room.Room) (*room.Room, error) {
 		if r == nil {
 			return nil, errNoRoom
 		}
-		_, err := r.Authenticate(p.Member, p.Secret)
+		if _, err := r.Authenticate(p.Member, p.Secret); err != nil {
+			return nil, err
+		}
+		_, err := r.BindKey(p.Member, p.Key)
 		return r, err
 	})
 }
@@ -172,19 +208,25 @@ func (s *session) rejoin(ctx context.Context, req *request) error {
 // attach makes this connection speak for a member of a room: it applies
 // enter (create, join or rejoin) and records the connection in one atomic
 // update, replies with the room, tells the member's other connections they
-// are replaced, and tells the others it is here. secret is set when the
-// identity is new, the only time it is sent.
+// are replaced, and tells the others it is here and, when enter bound it
+// another key, its new key. secret is set when the identity is new, the
+// only time it is sent.
 func (s *session) attach(ctx context.Context, id *uint64, roomID, memberID, secret string, enter func(*room.Room) (*room.Room, error)) error {
-	att := &attachment{room: roomID, member: memberID, signalHead: signalHead(memberID)}
+	att := &attachment{room: roomID, member: memberID, signalHead: signalHead(memberID), pairHead: []byte(roomID + "/" + memberID + "/")}
 	// Subscribe first, so that nothing sent to the member once it is
 	// recorded as connected can be missed; hold it until the claim is
 	// checked (gate.go).
 	held := &gate{to: s.deliver}
 	att.unsubscribe = s.srv.cfg.Bus.Subscribe(roomID, memberID, held.deliver)
 	var wasMember, wasOnline bool
+	var oldKey string
 	r, err := s.srv.cfg.Store.Update(ctx, roomID, func(r *room.Room) (*room.Room, error) {
 		wasMember = r != nil && r.Members[memberID] != nil
 		wasOnline = wasMember && r.Online(memberID)
+		oldKey = ""
+		if wasMember {
+			oldKey = r.Members[memberID].Key
+		}
 		r, err := enter(r)
 		if err != nil {
 			return nil, err
@@ -209,18 +251,22 @@ func (s *session) attach(ctx context.Context, id *uint64, roomID, memberID, secr
 	s.reply(encode(joinedReply{
 		header:  header{Re: id, Type: "joined"},
 		Room:    viewOf(r),
-		Self:    selfView{ID: self.ID, Name: self.Name, Secret: secret},
+		Self:    selfView{ID: self.ID, Name: self.Name, Secret: secret, Key: self.Key},
 		iceView: ice,
 	}))
 	held.release()
 	if wasOnline {
 		s.publish(ctx, roomID, memberID, busFrame(busReplaced, []byte(s.key.Key())))
 	}
-	ev := memberEvent{header: header{Type: "member.connected"}, Member: memberView{ID: self.ID, Name: self.Name, Online: true}}
+	ev := memberEvent{header: header{Type: "member.connected"}, Member: viewMember(self, true)}
 	if !wasMember {
 		ev.Type = "member.joined"
 	}
 	if !wasOnline {
+		s.broadcast(ctx, r, memberID, encode(ev))
+	}
+	if wasMember && self.Key != oldKey {
+		ev.Type = "member.key"
 		s.broadcast(ctx, r, memberID, encode(ev))
 	}
 	return nil
@@ -256,7 +302,7 @@ func (s *session) detach(forever bool) {
 	if _, ok := r.Members[att.member]; ok && !r.Online(att.member) {
 		s.broadcast(ctx, r, att.member, encode(memberEvent{
 			header: header{Type: "member.disconnected"},
-			Member: memberView{ID: att.member, Name: r.Members[att.member].Name},
+			Member: viewMember(r.Members[att.member], false),
 		}))
 	}
 }
@@ -361,7 +407,7 @@ func (s *session) leave(ctx context.Context, req *request, att *attachment) erro
 	s.srv.revokeRelays(att.member)
 	s.ok(req.ID, "ok")
 	if gone {
-		cfg.Metrics.Rooms.Dec()
+		s.srv.rooms.deleted()
 		return nil
 	}
 	s.srv.reaper.track(r)
@@ -442,7 +488,10 @@ func (s *session) status(ctx context.Context, req *request) error {
 // bus is keyed by room, so a member can reach only connections attached to
 // its own room. data is forwarded as it is, after a prefix made once per
 // attachment. The caller replies when it succeeds, unless the signal is
-// quiet.
+// quiet. Each member's signals to each other member have a token bucket
+// of their own, kept by the server across the sender's connections: a
+// signal over it is refused to the sender, so that no member can make
+// another's browser answer it faster than a call needs.
 func (s *session) relay(to, data []byte) error {
 	att := s.attached()
 	if att == nil {
@@ -450,6 +499,10 @@ func (s *session) relay(to, data []byte) error {
 	}
 	if string(to) == att.member {
 		return &protoError{Code: CodeBadMessage, Msg: "cannot signal yourself"}
+	}
+	var keyBuf [2*maxIDLen + 32]byte
+	if !s.srv.pairs.allow(append(append(keyBuf[:0], att.pairHead...), to...), s.srv.cfg.Now()) {
+		return errPeerRateLimited
 	}
 	var frame []byte
 	var pooled *[]byte

@@ -45,8 +45,10 @@ func TestIdleMemoryProfile(t *testing.T) {
 	ts := startServer(t, "", func(c *Config) {
 		c.IdleAfter = 0 // the default of a real server, not the tests' millisecond
 		c.MaxConnsPerIP = 1 << 20
+		c.CreateRate, c.CreateBurst, c.MaxRooms = 1e6, 1e6, 1<<30
 		if cpu {
 			c.Rate, c.Burst = 1e6, 1e6
+			c.PeerRate, c.PeerBurst = 1e6, 1e6
 		}
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

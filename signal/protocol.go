@@ -6,6 +6,7 @@ package signal
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +43,10 @@ const (
 	CodeNotInRoom       room.Code = "not_in_room"
 	CodeAlreadyInRoom   room.Code = "already_in_room"
 	CodePeerUnavailable room.Code = "peer_unavailable"
+	// CodePeerRateLimited refuses a signal over the sender's rate towards
+	// that one recipient; unlike rate_limited it never leads to a cut.
+	CodePeerRateLimited room.Code = "peer_rate_limited"
+	CodeTooManyRooms    room.Code = "too_many_rooms"
 	CodeUnavailable     room.Code = "unavailable"
 	CodeInternal        room.Code = "internal"
 )
@@ -54,6 +59,7 @@ const (
 	// the rules accept; the rules then check the name itself.
 	maxNameBytes = 2 * room.MaxNameBytes
 	maxStatus    = 100
+	maxKeyBytes  = 128
 )
 
 // request is one decoded and validated client message. Exactly one of the
@@ -75,10 +81,13 @@ type request struct {
 	signal     *signalReq
 }
 
+// The Key of create, join and rejoin is the member's identity public key,
+// which the rules bind to it (room.BindKey); empty when none is given.
 type createReq struct {
 	common
 	Room string `json:"room"`
 	Name string `json:"name"`
+	Key  string `json:"key"`
 }
 
 type joinReq struct {
@@ -86,11 +95,13 @@ type joinReq struct {
 	Room   string `json:"room"`
 	Invite string `json:"invite"`
 	Name   string `json:"name"`
+	Key    string `json:"key"`
 }
 
 type rejoinReq struct {
 	common
 	credentials
+	Key string `json:"key"`
 }
 
 // credentials prove membership of a room: rejoin and status carry them.
@@ -196,18 +207,18 @@ func decode(data []byte) (*request, *protoError) {
 		p := &createReq{}
 		req.create, payload = p, p
 		check = func() string {
-			return firstMissing(field{"room", p.Room, maxNameBytes}, field{"name", p.Name, maxNameBytes})
+			return cmp.Or(firstMissing(field{"room", p.Room, maxNameBytes}, field{"name", p.Name, maxNameBytes}), keyTooLong(p.Key))
 		}
 	case "join":
 		p := &joinReq{}
 		req.join, payload = p, p
 		check = func() string {
-			return firstMissing(field{"room", p.Room, maxIDLen}, field{"invite", p.Invite, maxSecretLen}, field{"name", p.Name, maxNameBytes})
+			return cmp.Or(firstMissing(field{"room", p.Room, maxIDLen}, field{"invite", p.Invite, maxSecretLen}, field{"name", p.Name, maxNameBytes}), keyTooLong(p.Key))
 		}
 	case "rejoin":
 		p := &rejoinReq{}
 		req.rejoin, payload = p, p
-		check = p.check
+		check = func() string { return cmp.Or(p.check(), keyTooLong(p.Key)) }
 	case "invitation":
 		p := &invitationReq{}
 		req.invitation, payload = p, p
@@ -300,6 +311,15 @@ func decodeStrict(data []byte, payload any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	return dec.Decode(payload)
+}
+
+// keyTooLong says so when the optional key is over its byte limit; what
+// the key must be the rules check (room.CheckKey).
+func keyTooLong(key string) string {
+	if len(key) > maxKeyBytes {
+		return fmt.Sprintf(`field "key" is longer than %d bytes`, maxKeyBytes)
+	}
+	return ""
 }
 
 type field struct {

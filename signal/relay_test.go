@@ -13,9 +13,13 @@ import (
 	"github.com/coder/websocket"
 )
 
-// fastConfig raises the rate limit so that a test can send as fast as it
-// likes; the limiter still runs.
-func fastConfig(c *Config) { c.Rate, c.Burst = 1e6, 1e6 }
+// fastConfig raises the rate limits, of the connection and of each pair of
+// members, so that a test can send as fast as it likes; the limiters
+// still run.
+func fastConfig(c *Config) {
+	c.Rate, c.Burst = 1e6, 1e6
+	c.PeerRate, c.PeerBurst = 1e6, 1e6
+}
 
 func TestQueuedMessagesKeepTheirOrder(t *testing.T) {
 	ts := startServer(t, "", fastConfig)

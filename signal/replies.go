@@ -35,10 +35,17 @@ type roomView struct {
 	Members []memberView `json:"members"`
 }
 
+// memberView is a member as every message about it shows it: with its
+// identity key once one is bound.
 type memberView struct {
 	ID     string `json:"id"`
 	Name   string `json:"name"`
 	Online bool   `json:"online"`
+	Key    string `json:"key,omitempty"`
+}
+
+func viewMember(m *room.Member, online bool) memberView {
+	return memberView{ID: m.ID, Name: m.Name, Online: online, Key: m.Key}
 }
 
 // selfView tells a member who it is; Secret is set only when the identity
@@ -47,6 +54,7 @@ type selfView struct {
 	ID     string `json:"id"`
 	Name   string `json:"name"`
 	Secret string `json:"secret,omitempty"`
+	Key    string `json:"key,omitempty"`
 }
 
 type joinedReply struct {
@@ -133,7 +141,7 @@ type lockedEvent struct {
 func viewOf(r *room.Room) roomView {
 	v := roomView{ID: r.ID, Name: r.Name, Owner: r.Owner, Locked: r.Locked}
 	for _, m := range r.Members {
-		v.Members = append(v.Members, memberView{ID: m.ID, Name: m.Name, Online: r.Online(m.ID)})
+		v.Members = append(v.Members, viewMember(m, r.Online(m.ID)))
 	}
 	slices.SortFunc(v.Members, func(a, b memberView) int {
 		return cmp.Or(r.Members[a.ID].Joined.Compare(r.Members[b.ID].Joined), cmp.Compare(a.ID, b.ID))

@@ -52,6 +52,22 @@ type Config struct {
 	// MaxConnsPerIP caps simultaneous WebSockets from one address.
 	// Default 32.
 	MaxConnsPerIP int
+	// PeerRate and PeerBurst set the token bucket of the signals one
+	// member sends to one other member, on this node: enough for the
+	// dozens of candidates of an ICE negotiation, its restarts and
+	// renegotiations, not for making another member's browser churn.
+	// The excess is refused to the sender (peer_rate_limited). Default
+	// 5/s, 100.
+	PeerRate  rate.Limit
+	PeerBurst int
+	// CreateRate and CreateBurst set the token bucket of the rooms one
+	// client address may create, on this node. Default one every 10 s
+	// (6 a minute), 10.
+	CreateRate  rate.Limit
+	CreateBurst int
+	// MaxRooms caps the rooms in the store; a create past it is refused
+	// (too_many_rooms). Default 10000.
+	MaxRooms int
 	// TrustProxy takes the client address from the last X-Forwarded-For
 	// entry, for servers behind a reverse proxy.
 	TrustProxy bool
@@ -99,11 +115,18 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.DiscardDelay, 30*time.Minute)
 	setDefault(&c.MaxMessageBytes, 64<<10)
 	setDefault(&c.Rate, 50)
-	if r := float64(c.Rate); math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {
-		return fmt.Errorf("signal: rate %v must be a finite positive number", r)
+	for _, r := range []rate.Limit{c.Rate, c.PeerRate, c.CreateRate} {
+		if r := float64(r); math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {
+			return fmt.Errorf("signal: rate %v must be a finite positive number", r)
+		}
 	}
 	setDefault(&c.Burst, 200)
 	setDefault(&c.MaxConnsPerIP, 32)
+	setDefault(&c.PeerRate, 5)
+	setDefault(&c.PeerBurst, 100)
+	setDefault(&c.CreateRate, rate.Every(10*time.Second))
+	setDefault(&c.CreateBurst, 10)
+	setDefault(&c.MaxRooms, 10000)
 	setDefault(&c.PingInterval, 20*time.Second)
 	setDefault(&c.PongTimeout, 20*time.Second)
 	setDefault(&c.WriteTimeout, 10*time.Second)
@@ -150,6 +173,12 @@ type Server struct {
 	// label lookup); localBus is set when the bus is the in-process one.
 	signals  prometheus.Counter
 	localBus bool
+
+	// rooms counts the rooms; creates limits room creation per client
+	// address, pairs the signals of each member to each other member.
+	rooms   roomCount
+	creates *keyedBuckets
+	pairs   *keyedBuckets
 }
 
 // New returns a Server. Call Start before serving.
@@ -161,10 +190,13 @@ func New(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		sessions: make(map[*session]struct{}),
 		perIP:    make(map[string]int),
+		rooms:    roomCount{gauge: cfg.Metrics.Rooms},
+		creates:  newKeyedBuckets(cfg.CreateRate, cfg.CreateBurst),
+		pairs:    newKeyedBuckets(cfg.PeerRate, cfg.PeerBurst),
 	}
 	s.signals = cfg.Metrics.Messages.WithLabelValues("signal")
 	_, s.localBus = cfg.Bus.(*store.LocalBus)
-	s.reaper = newReaper(cfg.Store, cfg.Now, cfg.Logger, cfg.Metrics.Rooms.Dec)
+	s.reaper = newReaper(cfg.Store, cfg.Now, cfg.Logger, s.rooms.deleted)
 	if p, err := newPoller(s.resume); err == nil {
 		s.poller = p
 	} else {
@@ -200,7 +232,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.reaper.track(r)
 	}
-	s.cfg.Metrics.Rooms.Set(float64(len(ids)))
+	s.rooms.set(len(ids))
 	// A store shared with other nodes keeps the rooms going when one of
 	// them dies (cluster.go).
 	if c, ok := s.cfg.Store.(store.Cluster); ok {
@@ -250,9 +282,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // roomRecountInterval is how often a node of a cluster counts the rooms.
 const roomRecountInterval = 30 * time.Second
 
-// recountRooms sets the rooms gauge from the store every interval, until
+// recountRooms sets the rooms count from the store every interval, until
 // the returned stop is called (and returns once it has stopped). In a
-// cluster the gauge cannot follow the rooms by itself: other nodes create
+// cluster the count cannot follow the rooms by itself: other nodes create
 // them, and a room discarded by its timer is deleted by whichever node's
 // timer comes first.
 func (s *Server) recountRooms(interval time.Duration) (stop func()) {
@@ -275,7 +307,7 @@ func (s *Server) recountRooms(interval time.Duration) (stop func()) {
 				}
 				continue
 			}
-			s.cfg.Metrics.Rooms.Set(float64(len(ids)))
+			s.rooms.set(len(ids))
 		}
 	}()
 	return func() {

@@ -106,6 +106,9 @@ type attachment struct {
 	unsubscribe  func()
 	// signalHead starts the bus frame of every signal the member sends.
 	signalHead []byte
+	// pairHead starts the key of the member's bucket towards each
+	// recipient (Server.pairs): "<room>/<member>/".
+	pairHead []byte
 }
 
 func newSession(srv *Server, wire *wireConn, ip string, seq uint64, key room.Conn) *session {

@@ -16,8 +16,9 @@ type ICEProvider interface {
 	// when their credentials expire (the zero time: never).
 	ICEServers(member, host string) ([]turn.ICEServer, time.Time)
 	// Revoke tells the relay that member left its room for good or was
-	// kicked: its relays close and its credentials stop working.
-	Revoke(member string)
+	// kicked: its relays close and its credentials stop working, after a
+	// restart and on every node too.
+	Revoke(ctx context.Context, member string) error
 }
 
 // iceView is the part of joined and ice.servers that carries the ICE
@@ -126,9 +127,19 @@ func (r *iceRefresher) stop() {
 	}
 }
 
-// revokeRelays tells the ICE provider that member is gone from its room.
+// revokeTimeout bounds the storing of a revocation.
+const revokeTimeout = 5 * time.Second
+
+// revokeRelays tells the ICE provider that member is gone from its room. It
+// does not take the session's context: the revocation must be stored even
+// when the departing member's connection closes at once.
 func (srv *Server) revokeRelays(member string) {
-	if srv.cfg.ICE != nil {
-		srv.cfg.ICE.Revoke(member)
+	if srv.cfg.ICE == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+	defer cancel()
+	if err := srv.cfg.ICE.Revoke(ctx, member); err != nil {
+		srv.cfg.Logger.Error("revoke the TURN credentials of a departed member", "member", member, "err", err)
 	}
 }

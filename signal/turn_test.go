@@ -1,6 +1,7 @@
 package signal
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"slices"
@@ -34,10 +35,11 @@ func (f *fakeICE) ICEServers(member, host string) ([]turn.ICEServer, time.Time) 
 		time.Now().Add(f.ttl)
 }
 
-func (f *fakeICE) Revoke(member string) {
+func (f *fakeICE) Revoke(_ context.Context, member string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.revoked = append(f.revoked, member)
+	return nil
 }
 
 func (f *fakeICE) hostList() []string {

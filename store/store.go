@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 
 	"lepeerchat/room"
 )
@@ -40,9 +41,24 @@ type Store interface {
 	Update(ctx context.Context, id string, fn UpdateFunc) (*room.Room, error)
 	// IDs lists the ids of every stored room.
 	IDs(ctx context.Context) ([]string, error)
+	Revocations
 	// Close flushes and releases the store. Every later call but Close
 	// fails with ErrUnavailable.
 	Close() error
+}
+
+// Revocations remembers the members gone for good (kicked, or left their
+// room), so that the TURN credentials minted for them are refused after a
+// restart and by every node sharing the store, until the last of them could
+// no longer be used.
+type Revocations interface {
+	// Revoke records that memberID is revoked until the instant until. A
+	// later Revoke of the same member with an earlier until does not
+	// shorten it.
+	Revoke(ctx context.Context, memberID string, until time.Time) error
+	// Revoked reports whether memberID is revoked now: it was revoked
+	// with an until still to come.
+	Revoked(ctx context.Context, memberID string) (bool, error)
 }
 
 // Bus delivers messages to the connections of members, wherever they are

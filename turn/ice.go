@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,12 +97,14 @@ func (p *Provider) ICEServers(member, host string) ([]ICEServer, time.Time) {
 	return out, expires
 }
 
-// Revoke closes a departed member's relays on the built-in server. External
-// servers only see the credentials expire.
-func (p *Provider) Revoke(member string) {
-	if p.Builtin != nil {
-		p.Builtin.Revoke(member)
+// Revoke closes a departed member's relays on the built-in server and
+// refuses its credentials there (Server.Revoke). External servers only see
+// the credentials expire.
+func (p *Provider) Revoke(ctx context.Context, member string) error {
+	if p.Builtin == nil {
+		return nil
 	}
+	return p.Builtin.Revoke(ctx, member)
 }
 
 // URLHost turns a Host header into the host part of a STUN/TURN URL: the

@@ -2,9 +2,11 @@
 // pion/turn: UDP and TCP listeners on one port (and TURN over TLS on another
 // when given a certificate), relay sockets in a port range advertised at a
 // configurable public address, the coturn-compatible short-lived
-// credentials of credentials.go, a cap on the allocations of each member,
-// a deny-list of peer addresses (PeerPolicy), and revocation of a member's
-// relays when it leaves its room or is removed from it.
+// credentials of credentials.go, caps on the allocations of each member and
+// of each client address with a reserve of relay ports (quota.go), a
+// deny-list of peer addresses (PeerPolicy) and a ban on the server's own
+// services (own.go), and revocation of a member's relays when it leaves its
+// room or is removed from it, kept in the store (revoke.go).
 //
 // It also builds the list of ICE servers a browser is given (Provider),
 // for the built-in server or for external STUN/TURN servers such as a
@@ -18,10 +20,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/logging"
@@ -38,6 +42,10 @@ const (
 	DefaultCredentialTTL           = 4 * time.Hour
 	DefaultRefreshGrace            = 24 * time.Hour
 	DefaultMaxAllocationsPerMember = 128
+	// DefaultMaxAllocationsPerAddress is the cap on the relays of one
+	// client address, unless half the relay port range is smaller.
+	DefaultMaxAllocationsPerAddress = 256
+	DefaultRelayReservePercent      = 10
 )
 
 // Config sets up a Server. Zero values take the defaults documented on each
@@ -74,6 +82,22 @@ type Config struct {
 	// once. Default 128: a browser in a full room (64 members) allocates
 	// one relay per peer connection and per transport (UDP, TCP).
 	MaxAllocationsPerMember int
+	// MaxAllocationsPerAddress caps the allocations of one client address
+	// (clientaddr: an IPv4 address, an IPv6 /64), across all the members
+	// it speaks for: rooms are created without invitation, so one person
+	// can be many members. Default 256 (two browsers in full rooms behind
+	// one NAT), or half the relay port range when that is smaller.
+	MaxAllocationsPerAddress int
+	// RelayReservePercent is the share of the relay port range kept in
+	// reserve: once only that many ports are free, an address already
+	// holding its fair share of the others is refused, so that a flood
+	// from one address cannot take the last ports. Default 10; negative:
+	// no reserve.
+	RelayReservePercent int
+	// Revocations, when set, keeps the revoked members (the store): a
+	// revocation then survives a restart and reaches every node sharing
+	// it. Without it, revocations live in this process only.
+	Revocations Revocations
 
 	// CredentialTTL is how long minted credentials last; the server uses
 	// it to know how long to remember revoked members. Default 4 h.
@@ -98,10 +122,33 @@ type Server struct {
 	port   int
 	tls    net.Listener
 
+	// size is the number of ports of the relay range, reserved how many of
+	// them are kept in reserve, maxPerAddress the cap of a client address.
+	size, reserved, maxPerAddress int
+	own                           ownAddrs
+	// inUse counts the open relay sockets on each port of the range, UDP
+	// ([0]) and TCP ([1]), read without the lock for every datagram a
+	// relay sends to the server's own address (see mayReach).
+	inUse [2][]atomic.Int32
+
 	mu sync.Mutex
 	// relays holds the open relay sockets of each member.
 	relays map[string]map[*relay]struct{}
-	// revoked holds members gone for good, and when they went.
+	// clients counts the open relays of each client address; open counts
+	// them all.
+	clients map[string]int
+	open    int
+	// pending holds the client address of each member's allocation under
+	// way, from the quota check to the opening of its socket. Like
+	// checked, it is forgotten with the member's last relay (or its
+	// revocation), so it holds at most the members that passed the quota
+	// check, which needs valid credentials.
+	pending map[string]string
+	// checked holds when the store was last asked about each member
+	// holding relays here (see recheckEvery).
+	checked map[string]time.Time
+	// revoked holds members gone for good, and until when their
+	// credentials could still be used.
 	revoked map[string]time.Time
 	closed  bool
 }
@@ -125,6 +172,13 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxAllocationsPerMember <= 0 {
 		cfg.MaxAllocationsPerMember = DefaultMaxAllocationsPerMember
+	}
+	size := int(cfg.MaxRelayPort) - int(cfg.MinRelayPort) + 1
+	if cfg.MaxAllocationsPerAddress <= 0 {
+		cfg.MaxAllocationsPerAddress = min(DefaultMaxAllocationsPerAddress, max(1, size/2))
+	}
+	if cfg.RelayReservePercent == 0 {
+		cfg.RelayReservePercent = DefaultRelayReservePercent
 	}
 	if cfg.CredentialTTL <= 0 {
 		cfg.CredentialTTL = DefaultCredentialTTL
@@ -160,10 +214,18 @@ func Start(cfg Config) (*Server, error) {
 	}
 
 	s := &Server{
-		cfg:     cfg,
-		relays:  make(map[string]map[*relay]struct{}),
-		revoked: make(map[string]time.Time),
+		cfg:           cfg,
+		size:          size,
+		reserved:      reserveOf(size, cfg.RelayReservePercent),
+		maxPerAddress: cfg.MaxAllocationsPerAddress,
+		relays:        make(map[string]map[*relay]struct{}),
+		clients:       make(map[string]int),
+		pending:       make(map[string]string),
+		checked:       make(map[string]time.Time),
+		revoked:       make(map[string]time.Time),
 	}
+	s.inUse = [2][]atomic.Int32{make([]atomic.Int32, size), make([]atomic.Int32, size)}
+	s.own.refresh(cfg.PublicIP, cfg.Now())
 	s.policy = PeerPolicy{Allow: append([]netip.Prefix{netip.PrefixFrom(cfg.PublicIP, 32)}, cfg.Peers.Allow...)}
 
 	udp, tcp, err := listenPair(cfg.Listen)
@@ -208,6 +270,7 @@ func Start(cfg Config) (*Server, error) {
 		StrictAddressFamily: true,
 		AuthHandler:         s.authenticate,
 		QuotaHandler:        s.quota,
+		EventHandler:        pionturn.EventHandler{OnAuth: s.onAuth},
 		PacketConnConfigs:   []pionturn.PacketConnConfig{{PacketConn: udp, RelayAddressGenerator: gen, PermissionHandler: perm}},
 		ListenerConfigs:     listeners,
 		LoggerFactory:       slogFactory{cfg.Logger},
@@ -294,39 +357,6 @@ func (s *Server) Allocations(member string) int {
 // AllocationCount returns how many relays are open.
 func (s *Server) AllocationCount() int { return s.pion.AllocationCount() }
 
-// Revoke ends member's relays and refuses its credentials from now on,
-// for a member that left its room for good or was removed from it.
-func (s *Server) Revoke(member string) {
-	s.mu.Lock()
-	now := s.cfg.Now()
-	s.revoked[member] = now
-	// Forget the members whose last credential can no longer be used.
-	keep := s.cfg.CredentialTTL + s.cfg.RefreshGrace
-	for m, at := range s.revoked {
-		if now.Sub(at) > keep {
-			delete(s.revoked, m)
-		}
-	}
-	var rs []*relay
-	for r := range s.relays[member] {
-		rs = append(rs, r)
-	}
-	s.mu.Unlock()
-	for _, r := range rs {
-		r.Close()
-	}
-	if len(rs) > 0 {
-		s.cfg.Logger.Info("turn: closed the relays of a departed member", "member", member, "relays", len(rs))
-	}
-}
-
-func (s *Server) isRevoked(member string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.revoked[member]
-	return ok
-}
-
 // authenticate is the pion AuthHandler: it gives pion the key of the
 // password the scheme pairs with the username; pion then checks the
 // request's MESSAGE-INTEGRITY with it, so a password made with another
@@ -356,15 +386,6 @@ func (s *Server) authenticate(ra *pionturn.RequestAttributes) (string, []byte, b
 	return member, pionturn.GenerateAuthKey(ra.Username, s.cfg.Realm, Password(s.cfg.Secret, ra.Username)), true
 }
 
-// quota is the pion QuotaHandler: it answers 486 (Allocation Quota
-// Reached) to a member at its cap. The relay generator enforces the same
-// cap atomically.
-func (s *Server) quota(member, _ string, _ net.Addr) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.relays[member]) < s.cfg.MaxAllocationsPerMember
-}
-
 func addrString(a net.Addr) string {
 	if a == nil {
 		return ""
@@ -373,47 +394,11 @@ func addrString(a net.Addr) string {
 }
 
 var (
-	errQuota    = errors.New("turn: allocation quota reached")
-	errRevoked  = errors.New("turn: member revoked")
 	errClosed   = errors.New("turn: server closed")
 	errFamily   = errors.New("turn: only IPv4 relays are supported")
 	errPeerDeny = errors.New("turn: peer address denied")
+	errNoPort   = errors.New("turn: no free port in the relay range")
 )
-
-// reserve counts a relay for member before it is opened, refusing members
-// at their cap or revoked.
-func (s *Server) reserve(member string, r *relay) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return errClosed
-	case len(s.relays[member]) >= s.cfg.MaxAllocationsPerMember:
-		s.cfg.Logger.Info("turn: allocation quota reached", "member", member, "max", s.cfg.MaxAllocationsPerMember)
-		return errQuota
-	}
-	if _, ok := s.revoked[member]; ok {
-		return errRevoked
-	}
-	set := s.relays[member]
-	if set == nil {
-		set = make(map[*relay]struct{})
-		s.relays[member] = set
-	}
-	set[r] = struct{}{}
-	return nil
-}
-
-func (s *Server) release(member string, r *relay) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if set := s.relays[member]; set != nil {
-		delete(set, r)
-		if len(set) == 0 {
-			delete(s.relays, member)
-		}
-	}
-}
 
 // relayGenerator opens relay sockets through pion's port-range generator,
 // counting them per member and wrapping them so that they can be closed on
@@ -429,33 +414,66 @@ func (g *relayGenerator) AllocatePacketConn(conf pionturn.AllocateListenerConfig
 	if conf.Network != "udp4" {
 		return nil, nil, errFamily
 	}
-	r := &relay{s: g.s, member: conf.UserID}
-	if err := g.s.reserve(conf.UserID, r); err != nil {
-		return nil, nil, err
-	}
-	pc, addr, err := g.inner.AllocatePacketConn(conf)
+	r, err := g.s.reserve(conf.UserID, false)
 	if err != nil {
-		g.s.release(conf.UserID, r)
 		return nil, nil, err
 	}
-	r.closer = pc
+	var (
+		pc   net.PacketConn
+		addr net.Addr
+	)
+	if conf.RequestedPort != 0 {
+		pc, addr, err = g.inner.AllocatePacketConn(conf)
+	} else {
+		pc, addr, err = g.listenUDP(conf.Network)
+	}
+	if err != nil {
+		g.s.release(r)
+		return nil, nil, err
+	}
+	if !g.s.opened(r, pc, addr) {
+		pc.Close()
+		return nil, nil, errRevoked
+	}
 	return &relayPacketConn{PacketConn: pc, r: r}, addr, nil
+}
+
+// listenUDP opens a relay socket on a free port of the range: from a
+// random port, every port in turn, so that a free port is found however
+// full the range is (pion's generator gives up after a few random picks,
+// which fails often once the range is nine tenths full).
+func (g *relayGenerator) listenUDP(network string) (net.PacketConn, net.Addr, error) {
+	lo, size := int(g.inner.MinPort), int(g.inner.MaxPort)-int(g.inner.MinPort)+1
+	start := rand.IntN(size)
+	for i := range size {
+		port := lo + (start+i)%size
+		pc, err := net.ListenPacket(network, net.JoinHostPort(g.inner.Address, strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		addr := &net.UDPAddr{IP: g.inner.RelayAddress, Port: port}
+		return pc, addr, nil
+	}
+	return nil, nil, errNoPort
 }
 
 func (g *relayGenerator) AllocateListener(conf pionturn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
 	if conf.Network != "tcp4" {
 		return nil, nil, errFamily
 	}
-	r := &relay{s: g.s, member: conf.UserID}
-	if err := g.s.reserve(conf.UserID, r); err != nil {
+	r, err := g.s.reserve(conf.UserID, true)
+	if err != nil {
 		return nil, nil, err
 	}
 	ln, addr, err := g.inner.AllocateListener(conf)
 	if err != nil {
-		g.s.release(conf.UserID, r)
+		g.s.release(r)
 		return nil, nil, err
 	}
-	r.closer = ln
+	if !g.s.opened(r, ln, addr) {
+		ln.Close()
+		return nil, nil, errRevoked
+	}
 	return &relayListener{Listener: ln, r: r}, addr, nil
 }
 
@@ -464,29 +482,6 @@ func (g *relayGenerator) AllocateConn(conf pionturn.AllocateConnConfig) (net.Con
 		return nil, errPeerDeny
 	}
 	return g.inner.AllocateConn(conf)
-}
-
-// mayReach is the last check before a relay sends: the peer's address is
-// allowed and, when it is the server's own relay address, the port is a
-// relay port (another client's relay), never one of the server's services.
-func (s *Server) mayReach(addr net.Addr) bool {
-	var ap netip.AddrPort
-	switch a := addr.(type) {
-	case *net.UDPAddr:
-		ap = a.AddrPort()
-	case *net.TCPAddr:
-		ap = a.AddrPort()
-	default:
-		return false
-	}
-	ip := ap.Addr().Unmap()
-	if !s.policy.Allowed(ip) {
-		return false
-	}
-	if ip == s.cfg.PublicIP && (ap.Port() < s.cfg.MinRelayPort || ap.Port() > s.cfg.MaxRelayPort) {
-		return false
-	}
-	return true
 }
 
 // Idle limits of TCP and TLS connections: a client must speak within
@@ -531,20 +526,29 @@ func (c *idleConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// relay is one relay socket of a member.
+// relay is one relay socket of a member, opened for a client address.
 type relay struct {
 	s      *Server
 	member string
+	client string
+	// port and closer are the socket's, once open; the server's lock
+	// guards them.
+	port   relayPort
 	closer io.Closer
 	once   sync.Once
 	err    error
 }
 
+// relayPort is a port of a relay socket, UDP or TCP.
+type relayPort struct {
+	tcp  bool
+	port uint16
+}
+
 func (r *relay) Close() error {
 	r.once.Do(func() {
-		r.s.release(r.member, r)
-		if r.closer != nil {
-			r.err = r.closer.Close()
+		if c := r.s.release(r); c != nil {
+			r.err = c.Close()
 		}
 	})
 	return r.err

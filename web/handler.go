@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"embed"
 	"encoding/base64"
 	"fmt"
@@ -42,10 +43,8 @@ func (s *Server) routes(ws, metrics http.Handler) http.Handler {
 		metrics = http.NotFoundHandler()
 	}
 	ws = s.trackSession(ws)
-	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rest := s.limitRequests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/ws":
-			ws.ServeHTTP(w, r)
 		case "/metrics":
 			metrics.ServeHTTP(w, r)
 		case "/healthz":
@@ -53,6 +52,13 @@ func (s *Server) routes(ws, metrics http.Handler) http.Handler {
 		default:
 			assets.ServeHTTP(w, r)
 		}
+	}))
+	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			ws.ServeHTTP(w, r)
+			return
+		}
+		rest.ServeHTTP(w, r)
 	})
 	return s.logRequests(securityHeaders(mux, s.tlsConfig != nil))
 }
@@ -60,7 +66,42 @@ func (s *Server) routes(ws, metrics http.Handler) http.Handler {
 // acmeHTTPHandler is the handler of the ACME HTTP-01 listener: autocert
 // answers the challenges and every other request is redirected to HTTPS.
 func (s *Server) acmeHTTPHandler() http.Handler {
-	return s.logRequests(securityHeaders(s.acme.HTTPHandler(http.HandlerFunc(s.redirectToHTTPS)), false))
+	return s.logRequests(securityHeaders(s.limitRequests(s.acme.HTTPHandler(http.HandlerFunc(s.redirectToHTTPS))), false))
+}
+
+// metricsRoutes is the handler of the metrics listener: metrics at
+// /metrics, 404 elsewhere.
+func (s *Server) metricsRoutes(metrics http.Handler) http.Handler {
+	if metrics == nil {
+		metrics = http.NotFoundHandler()
+	}
+	return s.logRequests(securityHeaders(s.limitRequests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		metrics.ServeHTTP(w, r)
+	})), false))
+}
+
+// requireBearer lets through only the requests that carry "Authorization:
+// Bearer <token>" (the scheme in any case), and answers 401 to the others.
+// The token is compared by its SHA-256 hash in constant time, so that
+// neither its bytes nor its length can be learnt from timings.
+func requireBearer(next http.Handler, token string) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		scheme, given, _ := strings.Cut(auth, " ")
+		got := sha256.Sum256([]byte(given))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !strings.EqualFold(scheme, "Bearer") {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "401 a bearer token is needed", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // redirectToHTTPS sends GET and HEAD requests for one of the ACME domains to

@@ -30,6 +30,16 @@ const (
 	DefaultListen          = ":8443"
 	DefaultACMEHTTPListen  = ":80"
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultReadTimeout     = 15 * time.Second
+	DefaultWriteTimeout    = 30 * time.Second
+)
+
+// readHeaderTimeout bounds the reading of a request's header (and the TLS
+// handshake before it) when Config.ReadTimeout is longer; idleTimeout bounds
+// how long a kept-alive connection may wait for its next request.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
 )
 
 // Config says where and how the server listens. The TLS mode follows from
@@ -70,6 +80,49 @@ type Config struct {
 
 	// ShutdownTimeout bounds the graceful shutdown in Run. Default 10 s.
 	ShutdownTimeout time.Duration
+
+	// ReadTimeout bounds the reading of a whole request, header and body,
+	// from its first byte (and a TLS handshake); WriteTimeout bounds the
+	// time from the end of a request's header to the end of its response.
+	// A connection that overstays either is closed. Both hold on every
+	// listener and every path but a WebSocket: a connection's deadlines
+	// are lifted as the WebSocket handler takes it over (hijacks it), and
+	// the signalling server sets its own. WebSockets are
+	// HTTP/1.1 only: the HTTP/2 server offers no extended CONNECT, so
+	// browsers open them on a connection of their own even when the page
+	// came over HTTP/2. Defaults 15 s and 30 s.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+
+	// MaxConnsPerClient caps the connections one client address (an IPv6
+	// client by its /64) may hold open at once on the server's listeners,
+	// and its requests in progress; MaxConns caps the connections of all
+	// clients together. Behind a trusted proxy (TrustProxy), where every
+	// connection comes from the proxy, only MaxConns caps connections and
+	// MaxConnsPerClient caps the requests in progress of each forwarded
+	// address. A connection counts until it closes or becomes a WebSocket
+	// (then only the signalling server's own cap counts it). Past a cap,
+	// a few more connections are answered 429 (client) or 503 (server) with
+	// "Connection: close"; beyond those a connection is closed as soon as it
+	// is accepted, before a TLS handshake. Defaults 64 and 4096.
+	MaxConnsPerClient int
+	MaxConns          int
+	// OnRefuse, when set, is told of each connection or request refused by
+	// these caps, from the goroutine refusing it: reason is RefusedClient or
+	// RefusedServer for one answered 429 or 503, RefusedClosed for a
+	// connection closed as it was accepted.
+	OnRefuse func(reason string)
+
+	// TrustProxy takes the client address of a request from the last
+	// X-Forwarded-For entry, as the signalling server does.
+	TrustProxy bool
+
+	// MetricsListen, when set, serves the metrics handler on its own
+	// plain-HTTP listener at this address, and not on the main one.
+	MetricsListen string
+	// MetricsToken, when set, makes /metrics answer only requests that
+	// carry "Authorization: Bearer <MetricsToken>", wherever it is served.
+	MetricsToken string
 }
 
 // Mode is the way the server obtains its TLS certificate, if any.
@@ -98,18 +151,23 @@ type Server struct {
 	draining  context.Context    // done once shutdown starts; ends WebSocket sessions
 	drain     context.CancelFunc // cancels draining
 	sessions  sync.WaitGroup     // WebSocket handlers still running
+	conns     *tally             // connections open on the listeners
+	requests  *tally             // requests in progress other than WebSocket handshakes
+	metrics   http.Handler       // the metrics listener's handler, with MetricsListen
 
-	mu      sync.Mutex
-	ln      net.Listener // main listener, once Listen succeeded
-	httpLn  net.Listener // ACME HTTP-01 listener, once Listen succeeded
-	running bool
+	mu        sync.Mutex
+	ln        net.Listener // main listener, once Listen succeeded
+	httpLn    net.Listener // ACME HTTP-01 listener, once Listen succeeded
+	metricsLn net.Listener // metrics listener, once Listen succeeded
+	running   bool
 }
 
 // New checks cfg, prepares the certificate of the chosen TLS mode (loading
 // certificate files, or creating or reusing the self-signed certificate in
 // cfg.DataDir) and builds the handler tree. ws is mounted at exactly /ws and
-// metrics at /metrics; a nil handler makes its path answer 404. A nil logger
-// discards logs. New does not open any socket.
+// metrics at /metrics (or on its own listener, with Config.MetricsListen);
+// a nil handler makes its path answer 404. A nil logger discards logs. New
+// does not open any socket.
 func New(cfg Config, ws, metrics http.Handler, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -123,12 +181,28 @@ func New(cfg Config, ws, metrics http.Handler, logger *slog.Logger) (*Server, er
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.MaxConnsPerClient <= 0 {
+		cfg.MaxConnsPerClient = DefaultMaxConnsPerClient
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
 	mode, err := cfg.mode()
 	if err != nil {
 		return nil, err
 	}
 
-	s := &Server{cfg: cfg, mode: mode, logger: logger}
+	s := &Server{
+		cfg: cfg, mode: mode, logger: logger,
+		conns:    newTally(cfg.MaxConnsPerClient, cfg.MaxConns),
+		requests: newTally(cfg.MaxConnsPerClient, cfg.MaxConns),
+	}
 	s.draining, s.drain = context.WithCancel(context.Background())
 
 	switch mode {
@@ -157,6 +231,13 @@ func New(cfg Config, ws, metrics http.Handler, logger *slog.Logger) (*Server, er
 		s.tlsConfig.Certificates = []tls.Certificate{cert}
 	}
 
+	if metrics != nil && cfg.MetricsToken != "" {
+		metrics = requireBearer(metrics, cfg.MetricsToken)
+	}
+	if cfg.MetricsListen != "" {
+		s.metrics = s.metricsRoutes(metrics)
+		metrics = nil
+	}
 	s.handler = s.routes(ws, metrics)
 	return s, nil
 }
@@ -202,7 +283,8 @@ func (s *Server) Mode() Mode { return s.mode }
 // request logging) as served on the main listener.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Listen binds the main listener and, in ACME mode, the HTTP-01 listener.
+// Listen binds the main listener, the metrics listener if one is
+// configured and, in ACME mode, the HTTP-01 listener.
 // Calling it before Run lets the caller learn Addr and URL when the
 // configured port is 0; Run calls it itself otherwise. Calling it again after
 // success does nothing.
@@ -224,6 +306,18 @@ func (s *Server) Listen() error {
 		}
 		s.httpLn = httpLn
 	}
+	if s.cfg.MetricsListen != "" {
+		metricsLn, err := net.Listen("tcp", s.cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			if s.httpLn != nil {
+				s.httpLn.Close()
+				s.httpLn = nil
+			}
+			return fmt.Errorf("web: listen on %s for metrics: %w", s.cfg.MetricsListen, err)
+		}
+		s.metricsLn = metricsLn
+	}
 	s.ln = ln
 	return nil
 }
@@ -237,6 +331,17 @@ func (s *Server) Addr() net.Addr {
 		return nil
 	}
 	return s.ln.Addr()
+}
+
+// MetricsAddr returns the address of the metrics listener, or nil when
+// there is none or Listen has not bound it yet.
+func (s *Server) MetricsAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
 }
 
 // URL returns the address a person should open, such as
@@ -317,36 +422,30 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	errorLog := log.New(serverLogWriter{s.logger}, "", 0)
-	main := &http.Server{
-		Handler:           s.handler,
-		TLSConfig:         s.tlsConfig,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          errorLog,
-	}
+	main := s.httpServer(s.handler, 64<<10, errorLog)
+	main.TLSConfig = s.tlsConfig
 	servers := []*http.Server{main}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() {
 		var err error
 		if s.tlsConfig != nil {
-			err = main.ServeTLS(s.ln, "", "")
+			err = main.ServeTLS(s.limited(s.ln), "", "")
 		} else {
-			err = main.Serve(s.ln)
+			err = main.Serve(s.limited(s.ln))
 		}
 		errc <- err
 	}()
 	if s.httpLn != nil {
-		challenge := &http.Server{
-			Handler:           s.acmeHTTPHandler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       60 * time.Second,
-			MaxHeaderBytes:    16 << 10,
-			ErrorLog:          errorLog,
-		}
+		challenge := s.httpServer(s.acmeHTTPHandler(), 16<<10, errorLog)
 		servers = append(servers, challenge)
-		go func() { errc <- challenge.Serve(s.httpLn) }()
+		go func() { errc <- challenge.Serve(s.limited(s.httpLn)) }()
 		s.logger.Info("web: answering ACME HTTP-01 challenges and redirecting to HTTPS", "addr", s.httpLn.Addr().String())
+	}
+	if s.metricsLn != nil {
+		metrics := s.httpServer(s.metrics, 16<<10, errorLog)
+		servers = append(servers, metrics)
+		go func() { errc <- metrics.Serve(s.limited(s.metricsLn)) }()
+		s.logger.Info("web: serving metrics on their own listener", "addr", s.metricsLn.Addr().String())
 	}
 
 	if s.mode == ModePlainHTTP {
@@ -376,6 +475,28 @@ loop:
 		return errors.Join(serveErr, err)
 	}
 	return serveErr
+}
+
+// httpServer returns a server of h with the timeouts and connection caps
+// of the Config, reading request headers of up to maxHeaderBytes.
+func (s *Server) httpServer(h http.Handler, maxHeaderBytes int, errorLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(readHeaderTimeout, s.cfg.ReadTimeout),
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errorLog,
+		ConnContext:       connContext,
+		ConnState:         connState,
+	}
+}
+
+// limited counts ln's connections against the Config's caps (see
+// Config.MaxConnsPerClient); all listeners share one count.
+func (s *Server) limited(ln net.Listener) net.Listener {
+	return &limitedListener{Listener: ln, conns: s.conns, byClient: !s.cfg.TrustProxy, refused: s.refused}
 }
 
 // shutdown stops servers gracefully within Config.ShutdownTimeout, closing

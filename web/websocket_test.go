@@ -32,16 +32,7 @@ func TestRealWebSocket(t *testing.T) {
 			c.Close(websocket.StatusGoingAway, "server shutting down")
 		})
 		defer stop()
-		ctx := context.WithoutCancel(r.Context())
-		for {
-			typ, msg, err := c.Read(ctx)
-			if err != nil {
-				return
-			}
-			if err := c.Write(ctx, typ, msg); err != nil {
-				return
-			}
-		}
+		echoMessages(context.WithoutCancel(r.Context()), c)
 	})
 	dir := t.TempDir()
 	s, err := New(Config{DataDir: dir, Listen: "127.0.0.1:0"}, ws, nil, testLogger(t))

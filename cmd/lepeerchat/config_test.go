@@ -26,9 +26,11 @@ import (
 var allFlags = []string{
 	"listen", "data", "tls-cert", "tls-key", "acme-domain", "acme-email", "acme-http", "http",
 	"discard-after", "allowed-origins", "trust-proxy", "max-conns-per-ip", "rate", "burst", "node",
+	"peer-signal-rate", "peer-signal-burst", "create-rate", "create-burst", "max-rooms",
 	"log-level", "log-format", "redis",
+	"http-read-timeout", "http-write-timeout", "max-http-conns-per-ip", "max-http-conns", "metrics-listen", "metrics-token",
 	"turn", "turn-listen", "turn-tls-listen", "turn-public-ip", "turn-host", "turn-relay-ports",
-	"turn-allow-peer", "turn-max-allocations", "turn-secret", "turn-credential-ttl", "ice-servers",
+	"turn-allow-peer", "turn-max-allocations", "turn-max-allocations-per-ip", "turn-relay-reserve", "turn-secret", "turn-credential-ttl", "ice-servers",
 }
 
 // envName is the environment variable standing for a flag.
@@ -40,9 +42,13 @@ func envName(flagName string) string {
 func defaultConfig() *config {
 	return &config{
 		web: web.Config{
-			Listen:         web.DefaultListen,
-			DataDir:        "lepeerchat-data",
-			ACMEHTTPListen: web.DefaultACMEHTTPListen,
+			Listen:            web.DefaultListen,
+			DataDir:           "lepeerchat-data",
+			ACMEHTTPListen:    web.DefaultACMEHTTPListen,
+			ReadTimeout:       web.DefaultReadTimeout,
+			WriteTimeout:      web.DefaultWriteTimeout,
+			MaxConnsPerClient: web.DefaultMaxConnsPerClient,
+			MaxConns:          web.DefaultMaxConns,
 		},
 		signal: sig.Config{
 			DiscardDelay:  30 * time.Minute,
@@ -50,15 +56,21 @@ func defaultConfig() *config {
 			Rate:          50,
 			Burst:         200,
 			Node:          "main",
+			PeerRate:      5,
+			PeerBurst:     100,
+			CreateRate:    rate.Limit(6.0 / 60),
+			CreateBurst:   10,
+			MaxRooms:      10000,
 		},
 		logLevel: slog.LevelInfo,
 		turn: turnConfig{
-			Enabled:   true,
-			Listen:    ":3478",
-			MinPort:   49152,
-			MaxPort:   65535,
-			MaxAllocs: 128,
-			TTL:       4 * time.Hour,
+			Enabled:        true,
+			Listen:         ":3478",
+			MinPort:        49152,
+			MaxPort:        65535,
+			MaxAllocs:      128,
+			ReservePercent: 10,
+			TTL:            4 * time.Hour,
 		},
 	}
 }
@@ -123,12 +135,23 @@ var flagCases = []struct {
 	{"allowed-origins", "*.example.org, app.example.net", func(c *config) {
 		c.signal.OriginPatterns = []string{"*.example.org", "app.example.net"}
 	}},
-	{"trust-proxy", "true", func(c *config) { c.signal.TrustProxy = true }},
+	{"trust-proxy", "true", func(c *config) { c.signal.TrustProxy, c.web.TrustProxy = true, true }},
 	{"max-conns-per-ip", "4", func(c *config) { c.signal.MaxConnsPerIP = 4 }},
 	{"rate", "2.5", func(c *config) { c.signal.Rate = rate.Limit(2.5) }},
 	{"burst", "7", func(c *config) { c.signal.Burst = 7 }},
+	{"peer-signal-rate", "2.5", func(c *config) { c.signal.PeerRate = 2.5 }},
+	{"peer-signal-burst", "40", func(c *config) { c.signal.PeerBurst = 40 }},
+	{"create-rate", "30", func(c *config) { c.signal.CreateRate = rate.Limit(30.0 / 60) }},
+	{"create-burst", "3", func(c *config) { c.signal.CreateBurst = 3 }},
+	{"max-rooms", "500", func(c *config) { c.signal.MaxRooms = 500 }},
 	{"node", "node-b", func(c *config) { c.signal.Node = "node-b" }},
 	{"redis", "redis://127.0.0.1:6379/2", func(c *config) { c.redisURL = "redis://127.0.0.1:6379/2" }},
+	{"http-read-timeout", "5s", func(c *config) { c.web.ReadTimeout = 5 * time.Second }},
+	{"http-write-timeout", "1m", func(c *config) { c.web.WriteTimeout = time.Minute }},
+	{"max-http-conns-per-ip", "8", func(c *config) { c.web.MaxConnsPerClient = 8 }},
+	{"max-http-conns", "500", func(c *config) { c.web.MaxConns = 500 }},
+	{"metrics-listen", "127.0.0.1:9100", func(c *config) { c.web.MetricsListen = "127.0.0.1:9100" }},
+	{"metrics-token", "scrape-me", func(c *config) { c.web.MetricsToken = "scrape-me" }},
 	{"log-level", "debug", func(c *config) { c.logLevel = slog.LevelDebug }},
 	{"log-format", "json", func(c *config) { c.logJSON = true }},
 	{"turn", "false", func(c *config) { c.turn.Enabled = false }},
@@ -141,6 +164,8 @@ var flagCases = []struct {
 		c.turn.AllowPeers = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32")}
 	}},
 	{"turn-max-allocations", "16", func(c *config) { c.turn.MaxAllocs = 16 }},
+	{"turn-max-allocations-per-ip", "40", func(c *config) { c.turn.MaxAllocsPerIP = 40 }},
+	{"turn-relay-reserve", "0", func(c *config) { c.turn.ReservePercent = 0 }},
 	{"turn-secret", "0123456789abcdef-cluster", func(c *config) { c.turn.Secret = "0123456789abcdef-cluster" }},
 	{"turn-credential-ttl", "90m", func(c *config) { c.turn.TTL = 90 * time.Minute }},
 	{"ice-servers", "stun:stun.example.org, turn:coturn.example.org:3478?transport=udp", func(c *config) {
@@ -242,7 +267,7 @@ func TestParseConfigVariantsAndPrecedence(t *testing.T) {
 				"LEPEERCHAT_LOG_LEVEL":   "WARN",
 			},
 			want: func(c *config) {
-				c.signal.Rate, c.signal.Burst, c.signal.TrustProxy = 10, 20, true
+				c.signal.Rate, c.signal.Burst, c.signal.TrustProxy, c.web.TrustProxy = 10, 20, true, true
 				c.logJSON, c.logLevel = true, slog.LevelWarn
 			},
 		},
@@ -313,6 +338,17 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative burst", []string{"-burst=-3"}, nil, []string{"-burst", "positive"}},
 		{"fractional burst", []string{"-burst=1.5"}, nil, []string{"-burst", "1.5"}},
 		{"zero max conns", []string{"-max-conns-per-ip=0"}, nil, []string{"-max-conns-per-ip", "positive"}},
+		{"zero read timeout", []string{"-http-read-timeout=0s"}, nil, []string{"-http-read-timeout", "positive"}},
+		{"negative write timeout", []string{"-http-write-timeout=-1s"}, nil, []string{"-http-write-timeout", "positive"}},
+		{"zero HTTP conns per address", []string{"-max-http-conns-per-ip=0"}, nil, []string{"-max-http-conns-per-ip", "positive"}},
+		{"negative HTTP conns", nil, map[string]string{"LEPEERCHAT_MAX_HTTP_CONNS": "-4"}, []string{"-max-http-conns", "positive"}},
+		{"zero peer signal rate", []string{"-peer-signal-rate=0"}, nil, []string{"-peer-signal-rate", "positive"}},
+		{"infinite peer signal rate", []string{"-peer-signal-rate=Inf"}, nil, []string{"-peer-signal-rate", "finite"}},
+		{"NaN create rate", []string{"-create-rate=NaN"}, nil, []string{"-create-rate", "finite"}},
+		{"negative create rate", []string{"-create-rate=-6"}, nil, []string{"-create-rate", "positive"}},
+		{"zero peer signal burst", []string{"-peer-signal-burst=0"}, nil, []string{"-peer-signal-burst", "positive"}},
+		{"negative create burst", []string{"-create-burst=-1"}, nil, []string{"-create-burst", "positive"}},
+		{"zero max rooms", []string{"-max-rooms=0"}, nil, []string{"-max-rooms", "positive"}},
 		{"unknown log level", []string{"-log-level=loud"}, nil, []string{"-log-level", "loud"}},
 		{"empty log level", []string{"-log-level="}, nil, []string{"-log-level"}},
 		{"unknown log format", []string{"-log-format", "xml"}, nil, []string{"-log-format", "xml"}},
@@ -349,6 +385,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"TURN over TLS without port", []string{"-turn-tls-listen", "5349"}, nil, []string{"-turn-tls-listen"}},
 		{"short secret", []string{"-turn-secret", "short"}, nil, []string{"-turn-secret"}},
 		{"zero allocations", []string{"-turn-max-allocations", "0"}, nil, []string{"-turn-max-allocations"}},
+		{"negative allocations per address", []string{"-turn-max-allocations-per-ip", "-1"}, nil, []string{"-turn-max-allocations-per-ip"}},
+		{"reserve over 90 percent", []string{"-turn-relay-reserve", "91"}, nil, []string{"-turn-relay-reserve"}},
 		{"credential lifetime too short", []string{"-turn-credential-ttl", "30s"}, nil, []string{"-turn-credential-ttl"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

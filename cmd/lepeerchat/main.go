@@ -69,7 +69,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	}
 	var (
 		acmeDomains, origins, logFormat, logLevel string
-		ratePerSec                                float64
+		ratePerSec, peerRate, createPerMinute     float64
 	)
 	fs.StringVar(&cfg.web.Listen, "listen", web.DefaultListen, "`address` to serve HTTPS (or plain HTTP with -http) on")
 	fs.StringVar(&cfg.web.DataDir, "data", "lepeerchat-data", "data `folder` for rooms, the self-signed certificate and the ACME cache; created if missing")
@@ -85,8 +85,14 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	fs.IntVar(&cfg.signal.MaxConnsPerIP, "max-conns-per-ip", 32, "simultaneous WebSockets allowed from one address")
 	fs.Float64Var(&ratePerSec, "rate", 50, "messages per second allowed on one WebSocket, sustained")
 	fs.IntVar(&cfg.signal.Burst, "burst", 200, "messages allowed in a burst on one WebSocket")
+	fs.Float64Var(&peerRate, "peer-signal-rate", 5, "signals per second one member may send to one other member, sustained")
+	fs.IntVar(&cfg.signal.PeerBurst, "peer-signal-burst", 100, "signals one member may send to one other member in a burst")
+	fs.Float64Var(&createPerMinute, "create-rate", 6, "rooms per minute one address may create, sustained")
+	fs.IntVar(&cfg.signal.CreateBurst, "create-burst", 10, "rooms one address may create in a burst")
+	fs.IntVar(&cfg.signal.MaxRooms, "max-rooms", 10000, "most rooms the server holds at once")
 	fs.StringVar(&cfg.signal.Node, "node", "main", "`name` of this node in the rooms' records; stable across restarts")
 	fs.StringVar(&cfg.redisURL, "redis", "", "`URL` of a Redis (redis://host:6379/0) keeping the rooms for several nodes, instead of the data folder")
+	registerHTTPFlags(fs, &cfg.web)
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
 	var turnValues turnFlagValues
@@ -122,6 +128,13 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	if cfg.signal.DiscardDelay <= 0 || ratePerSec <= 0 || cfg.signal.Burst <= 0 || cfg.signal.MaxConnsPerIP <= 0 {
 		return nil, errors.New("-discard-after, -rate, -burst and -max-conns-per-ip must be positive")
 	}
+	cfg.web.TrustProxy = cfg.signal.TrustProxy
+	if err := checkHTTPFlags(&cfg.web); err != nil {
+		return nil, err
+	}
+	if err := parseAbuseLimits(cfg, peerRate, createPerMinute); err != nil {
+		return nil, err
+	}
 	if err := parseTURNFlags(&cfg.turn, &turnValues); err != nil {
 		return nil, err
 	}
@@ -135,6 +148,22 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 		return nil, fmt.Errorf("-log-format must be text or json, not %q", logFormat)
 	}
 	return cfg, nil
+}
+
+// parseAbuseLimits checks and sets the limits on signals between two
+// members and on room creation.
+func parseAbuseLimits(cfg *config, peerRate, createPerMinute float64) error {
+	for name, v := range map[string]float64{"-peer-signal-rate": peerRate, "-create-rate": createPerMinute} {
+		if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 {
+			return fmt.Errorf("%s must be a positive finite number, not %v", name, v)
+		}
+	}
+	if cfg.signal.PeerBurst <= 0 || cfg.signal.CreateBurst <= 0 || cfg.signal.MaxRooms <= 0 {
+		return errors.New("-peer-signal-burst, -create-burst and -max-rooms must be positive")
+	}
+	cfg.signal.PeerRate = rate.Limit(peerRate)
+	cfg.signal.CreateRate = rate.Limit(createPerMinute / 60)
+	return nil
 }
 
 func splitList(s string) []string {
@@ -195,6 +224,7 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) error {
 	if err := signals.Start(ctx); err != nil {
 		return err
 	}
+	cfg.web.OnRefuse = m.CountHTTPRefusal
 	srv, err := web.New(cfg.web, signals, promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}), logger)
 	if err != nil {
 		return err

@@ -142,9 +142,17 @@ type proc struct {
 // when the test ends.
 func launch(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return launchVia(t, nil, env, args...)
+}
+
+// launchVia is launch through a wrapper command that execs the binary
+// (such as prlimit), given as its name and arguments.
+func launchVia(t *testing.T, wrapper []string, env []string, args ...string) *proc {
+	t.Helper()
 	bin := binary(t)
 	p := &proc{t: t, log: newLineLog(), exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
+	argv := append(append(append([]string(nil), wrapper...), bin), args...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = append(childEnv(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.WaitDelay = 2 * time.Second
@@ -201,7 +209,13 @@ func childEnv() []string {
 // and waits until it reports its URL.
 func start(t *testing.T, dataDir string, env []string, args ...string) *proc {
 	t.Helper()
-	p := launch(t, env, append([]string{"-listen", "127.0.0.1:0", "-data", dataDir}, args...)...)
+	return startVia(t, nil, dataDir, env, args...)
+}
+
+// startVia is start through a wrapper command (see launchVia).
+func startVia(t *testing.T, wrapper []string, dataDir string, env []string, args ...string) *proc {
+	t.Helper()
+	p := launchVia(t, wrapper, env, append([]string{"-listen", "127.0.0.1:0", "-data", dataDir}, args...)...)
 	p.dataDir = dataDir
 	line := p.waitLog("the running message", startTimeout, func(l string) bool {
 		return strings.Contains(l, "lepeerchat is running")
@@ -290,17 +304,23 @@ func (p *proc) client(h2 bool) *http.Client {
 	p.t.Helper()
 	tr := &http.Transport{ForceAttemptHTTP2: h2}
 	if strings.HasPrefix(p.url, "https:") {
-		pemData, err := os.ReadFile(filepath.Join(p.dataDir, "cert.pem"))
-		if err != nil {
-			p.t.Fatalf("read the self-signed certificate: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemData) {
-			p.t.Fatalf("cert.pem holds no certificate")
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tr.TLSClientConfig = p.tlsConfig()
 	}
 	return &http.Client{Transport: tr, Timeout: replyTimeout}
+}
+
+// tlsConfig trusts only the self-signed certificate in the data folder.
+func (p *proc) tlsConfig() *tls.Config {
+	p.t.Helper()
+	pemData, err := os.ReadFile(filepath.Join(p.dataDir, "cert.pem"))
+	if err != nil {
+		p.t.Fatalf("read the self-signed certificate: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		p.t.Fatalf("cert.pem holds no certificate")
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
 // get fetches path and returns the response with its body read.

@@ -28,9 +28,13 @@ type turnConfig struct {
 	MaxPort    uint16
 	AllowPeers []netip.Prefix
 	MaxAllocs  int
-	Secret     string
-	TTL        time.Duration
-	ICEServers []turn.ICEServer
+	// MaxAllocsPerIP is 0 for the server's default.
+	MaxAllocsPerIP int
+	// ReservePercent is 0 for no reserve.
+	ReservePercent int
+	Secret         string
+	TTL            time.Duration
+	ICEServers     []turn.ICEServer
 }
 
 // turnFlagValues holds the raw text of the flags that need parsing.
@@ -48,6 +52,8 @@ func registerTURNFlags(fs *flag.FlagSet, c *turnConfig, v *turnFlagValues) {
 	fs.StringVar(&v.relayPorts, "turn-relay-ports", fmt.Sprintf("%d-%d", turn.DefaultMinRelayPort, turn.DefaultMaxRelayPort), "`range` of ports for relay sockets")
 	fs.StringVar(&v.allowPeers, "turn-allow-peer", "", "comma-separated `ranges` (CIDR) of private, loopback or link-local addresses the relay may send to (by default only public addresses)")
 	fs.IntVar(&c.MaxAllocs, "turn-max-allocations", turn.DefaultMaxAllocationsPerMember, "relays one member may hold at once")
+	fs.IntVar(&c.MaxAllocsPerIP, "turn-max-allocations-per-ip", 0, fmt.Sprintf("relays one client address (IPv4, or IPv6 /64) may hold at once across all its members (0: %d, or half the relay port range if that is smaller)", turn.DefaultMaxAllocationsPerAddress))
+	fs.IntVar(&c.ReservePercent, "turn-relay-reserve", turn.DefaultRelayReservePercent, "`percent` of the relay port range kept in reserve: once only that many ports are free, an address holding its fair share of the others gets no more (0: no reserve)")
 	fs.StringVar(&c.Secret, "turn-secret", "", "shared `secret` of the TURN credentials (coturn's static-auth-secret), the same on every node; prefer LEPEERCHAT_TURN_SECRET (default: generated once and kept in the data folder as turn-secret)")
 	fs.DurationVar(&c.TTL, "turn-credential-ttl", turn.DefaultCredentialTTL, "lifetime of the TURN credentials given to browsers; new ones are sent before they expire")
 	fs.StringVar(&v.iceServers, "ice-servers", "", "external STUN/TURN `servers` for browsers: comma-separated stun:, turn:, turns: URLs or a JSON array of RTCIceServer; TURN servers without credentials get credentials minted with the shared secret")
@@ -98,6 +104,9 @@ func parseTURNFlags(c *turnConfig, v *turnFlagValues) error {
 	if c.MaxAllocs <= 0 || c.TTL < time.Minute {
 		return errors.New("-turn-max-allocations must be positive and -turn-credential-ttl at least 1m")
 	}
+	if c.MaxAllocsPerIP < 0 || c.ReservePercent < 0 || c.ReservePercent > 90 {
+		return errors.New("-turn-max-allocations-per-ip must not be negative, and -turn-relay-reserve must be 0 to 90")
+	}
 	if c.Secret != "" && len(c.Secret) < 16 {
 		return errors.New("-turn-secret must have at least 16 characters")
 	}
@@ -131,17 +140,20 @@ func startICE(cfg *config, logger *slog.Logger) (*turn.Provider, func(), error) 
 			tlsCfg = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
 		}
 		srv, err := turn.Start(turn.Config{
-			Secret:                  secret,
-			Listen:                  tc.Listen,
-			TLSListen:               tc.TLSListen,
-			TLSConfig:               tlsCfg,
-			PublicIP:                tc.PublicIP,
-			MinRelayPort:            tc.MinPort,
-			MaxRelayPort:            tc.MaxPort,
-			Peers:                   turn.PeerPolicy{Allow: tc.AllowPeers},
-			MaxAllocationsPerMember: tc.MaxAllocs,
-			CredentialTTL:           tc.TTL,
-			Logger:                  logger,
+			Secret:                   secret,
+			Listen:                   tc.Listen,
+			TLSListen:                tc.TLSListen,
+			TLSConfig:                tlsCfg,
+			PublicIP:                 tc.PublicIP,
+			MinRelayPort:             tc.MinPort,
+			MaxRelayPort:             tc.MaxPort,
+			Peers:                    turn.PeerPolicy{Allow: tc.AllowPeers},
+			MaxAllocationsPerMember:  tc.MaxAllocs,
+			MaxAllocationsPerAddress: tc.MaxAllocsPerIP,
+			RelayReservePercent:      reservePercent(tc.ReservePercent),
+			Revocations:              cfg.signal.Store,
+			CredentialTTL:            tc.TTL,
+			Logger:                   logger,
 		})
 		if err != nil {
 			return nil, nil, err
@@ -164,6 +176,14 @@ func startICE(cfg *config, logger *slog.Logger) (*turn.Provider, func(), error) 
 		logger.Warn("no STUN/TURN server: browsers that cannot reach each other directly will not connect (see -turn and -ice-servers)")
 	}
 	return p, stop, nil
+}
+
+// reservePercent turns the flag's "0: no reserve" into turn.Config's.
+func reservePercent(flag int) int {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }
 
 // certReloader serves the certificate files to TURN over TLS, reading them

@@ -22,6 +22,7 @@ import (
 	"github.com/pion/logging"
 	pionturn "github.com/pion/turn/v5"
 
+	"lepeerchat/store/redisstore/redistest"
 	"lepeerchat/turn"
 )
 
@@ -276,4 +277,125 @@ func TestBinaryTURNOverTLS(t *testing.T) {
 		t.Fatalf("allocate over TLS: %v", err)
 	}
 	relay.Close()
+}
+
+// turnPort returns the port of p's built-in STUN/TURN server, from its log.
+func turnPort(p *proc) string {
+	line := p.waitLog("the STUN/TURN server", startTimeout, func(l string) bool { return strings.Contains(l, "STUN/TURN server listening") })
+	return logAttr(line, "port")
+}
+
+// credentialsOf returns the TURN username and password of a joined reply.
+func credentialsOf(t *testing.T, joined msg) (user, pass string) {
+	t.Helper()
+	servers, _ := joined["iceServers"].([]any)
+	for _, s := range servers {
+		if e := msg(s.(map[string]any)); e.str("username") != "" {
+			return e.str("username"), e.str("credential")
+		}
+	}
+	t.Fatalf("no TURN credentials in %v", joined["iceServers"])
+	return "", ""
+}
+
+// allocateAt asks the TURN server on 127.0.0.1:port for a UDP relay with
+// the credentials, and releases it at once.
+func allocateAt(t *testing.T, port, user, pass string) error {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelDisabled
+	addr := "127.0.0.1:" + port
+	c, err := pionturn.NewClient(&pionturn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn, Username: user, Password: pass, LoggerFactory: lf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := c.Allocate()
+	if err != nil {
+		return err
+	}
+	return relay.Close()
+}
+
+// kickedGuest makes a room on owner's process, has a guest join it on
+// guest's process, calls before with the guest's TURN credentials, then has
+// the owner kick the guest and returns the credentials.
+func kickedGuest(t *testing.T, owner, guest *proc, before func(user, pass string)) (user, pass string) {
+	t.Helper()
+	ann := owner.dial()
+	room := ann.createRoom("Kick", "Ann")
+	token := ann.mustCall("invite", nil, "invite").obj("invite").str("token")
+	joined := guest.dial().mustCall("join", map[string]any{"room": room.room, "invite": token, "name": "Bob"}, "joined")
+	user, pass = credentialsOf(t, joined)
+	before(user, pass)
+	ann.mustCall("kick", map[string]any{"member": joined.obj("self").str("id")}, "ok")
+	return user, pass
+}
+
+// TestBinaryKickedMemberStaysRefusedAfterARestart kicks a member, restarts
+// the process over the same data folder, and tries the TURN credentials
+// the member was given before the kick: the new process refuses them.
+func TestBinaryKickedMemberStaysRefusedAfterARestart(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	args := []string{"-http", "-turn-public-ip", "127.0.0.1"}
+	p := start(t, dataDir, nil, args...)
+	port := turnPort(p)
+	user, pass := kickedGuest(t, p, p, func(user, pass string) {
+		if err := allocateAt(t, port, user, pass); err != nil {
+			t.Fatalf("the guest's credentials open no relay before the kick: %v", err)
+		}
+	})
+	if err := allocateAt(t, port, user, pass); err == nil {
+		t.Fatal("the kicked guest's credentials opened a relay")
+	}
+
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(exitTimeout); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM", code)
+	}
+	p = start(t, dataDir, nil, args...)
+	port = turnPort(p)
+	if err := allocateAt(t, port, user, pass); err == nil {
+		t.Error("after a restart, the kicked guest's credentials opened a relay")
+	}
+	// The restarted process relays the others.
+	joined := p.dial().mustCall("create", map[string]any{"room": "After", "name": "Cy"}, "joined")
+	cu, cp := credentialsOf(t, joined)
+	if err := allocateAt(t, port, cu, cp); err != nil {
+		t.Errorf("a new member's credentials open no relay after the restart: %v", err)
+	}
+}
+
+// TestBinaryKickOnOneNodeIsRefusedOnAnother runs two nodes sharing one
+// Redis (and the TURN secret): a guest who joined through node two is
+// kicked by the owner on node one, and node two's relay refuses the
+// credentials it gave the guest.
+func TestBinaryKickOnOneNodeIsRefusedOnAnother(t *testing.T) {
+	t.Parallel()
+	redis := redistest.Start(t, false)
+	secret := []string{"LEPEERCHAT_TURN_SECRET=a-shared-secret-of-two-nodes"}
+	args := []string{"-http", "-turn-public-ip", "127.0.0.1", "-redis", redis.URL()}
+	one := start(t, t.TempDir(), secret, append(args, "-node", "one")...)
+	two := start(t, t.TempDir(), secret, append(args, "-node", "two")...)
+	port := turnPort(two)
+	user, pass := kickedGuest(t, one, two, func(user, pass string) {
+		if err := allocateAt(t, port, user, pass); err != nil {
+			t.Fatalf("the guest's credentials open no relay on its node before the kick: %v", err)
+		}
+	})
+	if err := allocateAt(t, port, user, pass); err == nil {
+		t.Error("node two gave a relay to a guest kicked on node one")
+	}
+	if err := allocateAt(t, turnPort(one), user, pass); err == nil {
+		t.Error("node one gave a relay to the guest it kicked")
+	}
 }

@@ -6,9 +6,13 @@
 // microphone and on every remote audio receiver, and a Chat. It sits
 // between the bare page and the real room page, to tell the engine's cost
 // from the UI's. Evaluated by the test on a plain page of the server;
-// resolves to true once installed.
+// resolves to true once installed. The chat signs with the identity key of
+// the test drivers (testKeysJS in e2e/chatsign_test.go, put in by the test
+// where the marker below is).
 (async () => {
   if (window.M) return true;
+  /* testKeysJS */
+  const keys = await testKeys();
   const [{ Mesh }, { Chat }, { LocalMedia, RemoteAudio, SpeakingDetector }] = await Promise.all([
     import('/js/mesh.js'), import('/js/chat.js'), import('/js/media.js')]);
   const M = window.M = { errors: [], speaking: 0 };
@@ -40,7 +44,7 @@
     M.self = reply.self.id;
     M.room = reply.room.id;
     const mesh = M.mesh = new Mesh({ selfId: M.self, signaller: { send: (to, data) => M.call('signal', { to, data }).then(() => {}) } });
-    const chat = M.chat = new Chat({ selfId: M.self, transport: mesh });
+    const chat = M.chat = new Chat({ selfId: M.self, roomId: M.room, signer: keys.signer(M.self), transport: mesh });
     const audio = M.audio = new RemoteAudio();
     const media = M.media = new LocalMedia();
     const speaking = M.speakingDetector = new SpeakingDetector();
@@ -53,8 +57,7 @@
       }
     });
     mesh.on('error', (e) => M.errors.push(e.detail.context + ': ' + e.detail.error));
-    mesh.on('channelopen', (e) => chat.peerOpened(e.detail.id));
-    mesh.on('message', (e) => chat.handleMessage(e.detail.id, e.detail.data));
+    keys.attach(mesh, chat);
     mesh.on('track', (e) => {
       const { id, kind, stream, track, receiver } = e.detail;
       if (track.kind !== 'audio') return;

@@ -3,9 +3,11 @@
 // a copy and a restart, an upgrade or a crash loses nothing that Update
 // acknowledged.
 //
-// The file holds two buckets: "rooms", mapping each room id to the JSON
-// encoding of its room.Room, and "meta", holding the format version of the
-// file. The whole file is loaded at Open; after that the file is only
+// The file holds three buckets: "rooms", mapping each room id to the JSON
+// encoding of its room.Room; "revoked", mapping each revoked member id to
+// the end of its revocation (Unix nanoseconds, decimal); and "meta", holding
+// the format version of the file. The whole file is loaded at Open, which
+// drops the revocations that have ended; after that the file is only
 // written, never read.
 package boltstore
 
@@ -36,9 +38,10 @@ const LockTimeout = 2 * time.Second
 const formatVersion = 1
 
 var (
-	roomsBucket = []byte("rooms")
-	metaBucket  = []byte("meta")
-	formatKey   = []byte("format")
+	roomsBucket   = []byte("rooms")
+	revokedBucket = []byte("revoked")
+	metaBucket    = []byte("meta")
+	formatKey     = []byte("format")
 )
 
 // errClosed is the cause of every failure of a Store used after Close.
@@ -60,9 +63,11 @@ type Store struct {
 	// when its context ends.
 	writer chan struct{}
 
-	mu     sync.RWMutex // guards rooms and closed
-	rooms  map[string]*room.Room
-	closed bool
+	mu    sync.RWMutex // guards rooms, revoked and closed
+	rooms map[string]*room.Room
+	// revoked maps each revoked member to the end of its revocation.
+	revoked map[string]time.Time
+	closed  bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -105,6 +110,9 @@ func (s *Store) load() error {
 		if _, err := tx.CreateBucketIfNotExists(roomsBucket); err != nil {
 			return err
 		}
+		if _, err := tx.CreateBucketIfNotExists(revokedBucket); err != nil {
+			return err
+		}
 		v := meta.Get(formatKey)
 		if v == nil {
 			return meta.Put(formatKey, []byte(strconv.Itoa(formatVersion)))
@@ -134,8 +142,44 @@ func (s *Store) load() error {
 	if err != nil {
 		return unavailable("load "+s.path, err)
 	}
-	s.rooms = rooms
+	revoked, err := s.loadRevoked(time.Now())
+	if err != nil {
+		return unavailable("load revocations from "+s.path, err)
+	}
+	s.rooms, s.revoked = rooms, revoked
 	return nil
+}
+
+// loadRevoked reads the revocations still running at now, and deletes the
+// others from the file.
+func (s *Store) loadRevoked(now time.Time) (map[string]time.Time, error) {
+	revoked := make(map[string]time.Time)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(revokedBucket)
+		var ended [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			ns, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				return fmt.Errorf("revocation of %q: %w", k, err)
+			}
+			if until := time.Unix(0, ns); until.After(now) {
+				revoked[string(k)] = until
+			} else {
+				ended = append(ended, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range ended {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return revoked, err
 }
 
 // Get returns a copy of the room, or store.ErrNotFound. It never waits for
@@ -239,6 +283,72 @@ func (s *Store) Update(ctx context.Context, id string, fn store.UpdateFunc) (*ro
 	return next, nil
 }
 
+// Revoke records that memberID is revoked until until, on disk before it
+// returns, unless it already is until later. It also deletes the
+// revocations that have ended.
+func (s *Store) Revoke(ctx context.Context, memberID string, until time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("boltstore: revoke member %q: %w", memberID, err)
+	}
+	select {
+	case s.writer <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("boltstore: revoke member %q: %w", memberID, ctx.Err())
+	}
+	defer func() { <-s.writer }()
+
+	// Holding the writer slot, only this goroutine changes s.revoked.
+	now := time.Now()
+	s.mu.RLock()
+	closed, cur := s.closed, s.revoked[memberID]
+	var ended []string
+	for m, u := range s.revoked {
+		if !u.After(now) {
+			ended = append(ended, m)
+		}
+	}
+	s.mu.RUnlock()
+	if closed {
+		return unavailable(fmt.Sprintf("revoke member %q", memberID), errClosed)
+	}
+	longer := until.After(cur) && until.After(now)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(revokedBucket)
+		for _, m := range ended {
+			if err := b.Delete([]byte(m)); err != nil {
+				return err
+			}
+		}
+		if !longer {
+			return nil
+		}
+		return b.Put([]byte(memberID), []byte(strconv.FormatInt(until.UnixNano(), 10)))
+	})
+	if err != nil {
+		return unavailable(fmt.Sprintf("revoke member %q", memberID), err)
+	}
+	s.mu.Lock()
+	for _, m := range ended {
+		delete(s.revoked, m)
+	}
+	if longer {
+		s.revoked[memberID] = until
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Revoked reports whether memberID is revoked now. It reads memory only.
+func (s *Store) Revoked(_ context.Context, memberID string) (bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false, unavailable(fmt.Sprintf("check revocation of member %q", memberID), errClosed)
+	}
+	until, ok := s.revoked[memberID]
+	return ok && until.After(time.Now()), nil
+}
+
 // Close waits for an Update in progress, then closes the file. Every later
 // call fails with store.ErrUnavailable, except Close, which does nothing.
 func (s *Store) Close() error {
@@ -250,7 +360,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.rooms = nil
+	s.rooms, s.revoked = nil, nil
 	s.mu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return unavailable("close "+s.path, err)

@@ -14,6 +14,7 @@
 //	nodes            set     the nodes that may hold connections (conns:<node> not yet cleaned)
 //	node:<node>      string  the node's announcement: a token of its run, expiring after NodeTTL
 //	swept:<node>     string  set when the others dropped node's connections while it was silent
+//	revoked:<member> string  "1" while the member is revoked: it expires when the revocation ends
 //	deadlines        channel "<unix ns> <room id>" each time a discard clock starts or moves
 //	bus:<n>:<room>:<member>  channel  messages for a member (n is the length of the room id)
 //
@@ -380,6 +381,49 @@ func ceilMilli(t time.Time) int64 {
 	return ms
 }
 
+// Revoke records that memberID is revoked until until: a key that Redis
+// expires then. In one transaction, SET NX PXAT creates it and PEXPIREAT GT
+// moves the expiry of an existing key later, never earlier; an until
+// already past writes nothing that lasts.
+func (s *Store) Revoke(ctx context.Context, memberID string, until time.Time) error {
+	if s.closed.Load() {
+		return unavailable(fmt.Sprintf("revoke member %q", memberID), errClosed)
+	}
+	key, ms := s.k.revoked(memberID), until.UnixMilli()
+	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, "SET", key, 1, "NX", "PXAT", ms)
+		p.Do(ctx, "PEXPIREAT", key, ms, "GT")
+		return nil
+	})
+	if err == nil || errors.Is(err, redis.Nil) {
+		// A SET NX that found the key answers nil; look past it.
+		err = nil
+		for _, c := range cmds {
+			if cerr := c.Err(); cerr != nil && !errors.Is(cerr, redis.Nil) {
+				err = cerr
+				break
+			}
+		}
+	}
+	if err != nil {
+		return unavailable(fmt.Sprintf("revoke member %q", memberID), err)
+	}
+	return nil
+}
+
+// Revoked reports whether memberID is revoked now: whether its key has not
+// expired yet.
+func (s *Store) Revoked(ctx context.Context, memberID string) (bool, error) {
+	if s.closed.Load() {
+		return false, unavailable(fmt.Sprintf("check revocation of member %q", memberID), errClosed)
+	}
+	n, err := s.rdb.Exists(ctx, s.k.revoked(memberID)).Result()
+	if err != nil {
+		return false, unavailable(fmt.Sprintf("check revocation of member %q", memberID), err)
+	}
+	return n > 0, nil
+}
+
 // Close stops the store's subscriptions and closes its connections. Every
 // later call fails with store.ErrUnavailable, except Close, which does
 // nothing.
@@ -441,6 +485,9 @@ func (k keys) nodes() string            { return k.p + "nodes" }
 func (k keys) conns(node string) string { return k.p + "conns:" + node }
 func (k keys) node(node string) string  { return k.p + "node:" + node }
 func (k keys) swept(node string) string { return k.p + "swept:" + node }
+func (k keys) revoked(member string) string {
+	return k.p + "revoked:" + member
+}
 func (k keys) member(roomID, memberID string) string {
 	// The length keeps "a:b"+"c" and "a"+"b:c" apart: ids come from
 	// clients and may hold anything.

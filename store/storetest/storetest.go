@@ -65,6 +65,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"time fields and byte slices survive a round trip", testRoundTrip},
 		{"an empty room survives a round trip", testMinimalRoom},
 		{"operations after Close fail with ErrUnavailable", testAfterClose},
+		{"a member never revoked is not revoked", testNotRevoked},
+		{"a revoked member is revoked until its end, and only that member", testRevoked},
+		{"a revocation whose end has passed does not hold", testRevokedInThePast},
+		{"a revocation with an earlier end does not shorten a running one", testRevokeNotShortened},
+		{"a revocation after an ended one holds", testRevokeAgain},
+		{"a revoke with an ended context fails", testCancelledRevoke},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +103,7 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) store.Store
 		{"a deleted room stays deleted after a reopen", testPersistDelete},
 		{"a failed update leaves nothing behind after a reopen", testPersistFailed},
 		{"the reopened store accepts updates", testPersistUpdateAfterReopen},
+		{"a revocation survives a reopen", testPersistRevoked},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -654,6 +661,73 @@ func testAfterClose(t *testing.T, s store.Store) {
 	if _, err := s.IDs(ctx(t)); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("IDs after Close: error %v, want ErrUnavailable", err)
 	}
+	if err := s.Revoke(ctx(t), "m-1", time.Now().Add(time.Hour)); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Revoke after Close: error %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Revoked(ctx(t), "m-1"); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Revoked after Close: error %v, want ErrUnavailable", err)
+	}
+}
+
+// revoke records a revocation of member until until, failing the test if
+// it cannot.
+func revoke(t *testing.T, s store.Store, member string, until time.Time) {
+	t.Helper()
+	if err := s.Revoke(ctx(t), member, until); err != nil {
+		t.Fatalf("Revoke(%q, %v): %v", member, until, err)
+	}
+}
+
+// wantRevoked checks whether member is revoked now.
+func wantRevoked(t *testing.T, s store.Store, member string, want bool) {
+	t.Helper()
+	got, err := s.Revoked(ctx(t), member)
+	if err != nil {
+		t.Fatalf("Revoked(%q): %v", member, err)
+	}
+	if got != want {
+		t.Errorf("Revoked(%q) = %v, want %v", member, got, want)
+	}
+}
+
+func testNotRevoked(t *testing.T, s store.Store) {
+	wantRevoked(t, s, "m-1", false)
+}
+
+func testRevoked(t *testing.T, s store.Store) {
+	revoke(t, s, "m-1", time.Now().Add(time.Hour))
+	wantRevoked(t, s, "m-1", true)
+	wantRevoked(t, s, "m-2", false)
+	// A member id holding the key syntax of a store is one member.
+	revoke(t, s, "m:3/ä", time.Now().Add(time.Hour))
+	wantRevoked(t, s, "m:3/ä", true)
+	wantRevoked(t, s, "m:3", false)
+}
+
+func testRevokedInThePast(t *testing.T, s store.Store) {
+	revoke(t, s, "m-1", time.Now().Add(-time.Second))
+	wantRevoked(t, s, "m-1", false)
+}
+
+func testRevokeNotShortened(t *testing.T, s store.Store) {
+	revoke(t, s, "m-1", time.Now().Add(time.Hour))
+	revoke(t, s, "m-1", time.Now().Add(-time.Second))
+	wantRevoked(t, s, "m-1", true)
+}
+
+func testRevokeAgain(t *testing.T, s store.Store) {
+	revoke(t, s, "m-1", time.Now().Add(-time.Second))
+	revoke(t, s, "m-1", time.Now().Add(time.Hour))
+	wantRevoked(t, s, "m-1", true)
+}
+
+func testCancelledRevoke(t *testing.T, s store.Store) {
+	c, cancel := context.WithCancel(ctx(t))
+	cancel()
+	if err := s.Revoke(c, "m-1", time.Now().Add(time.Hour)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Revoke with an ended context: error %v, want context.Canceled", err)
+	}
+	wantRevoked(t, s, "m-1", false)
 }
 
 func testPersistRooms(t *testing.T, s store.Store, reopen func(store.Store) store.Store) {
@@ -707,6 +781,14 @@ func testPersistFailed(t *testing.T, s store.Store, reopen func(store.Store) sto
 	s = reopen(s)
 	wantStored(t, s, SampleRoom("r1"))
 	wantMissing(t, s, "r2")
+}
+
+func testPersistRevoked(t *testing.T, s store.Store, reopen func(store.Store) store.Store) {
+	revoke(t, s, "m-1", time.Now().Add(time.Hour))
+	revoke(t, s, "m-2", time.Now().Add(-time.Second))
+	s = reopen(s)
+	wantRevoked(t, s, "m-1", true)
+	wantRevoked(t, s, "m-2", false)
 }
 
 func testPersistUpdateAfterReopen(t *testing.T, s store.Store, reopen func(store.Store) store.Store) {

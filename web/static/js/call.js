@@ -128,16 +128,15 @@ export async function mount(room) {
 	});
 
 	/** The chat outlives a mesh replaced after "detached": it sends through the current one. */
-	const chatOptions = {
+	const chat = new Chat({
 		selfId,
 		roomId: room.roomId,
 		signer: new Signer(identity?.privateKey ?? null, (author) => trust.keysOf(author)),
 		transport: {
-			send: (/** @type {string} */ id, /** @type {{type: string}} */ data) => mesh?.send(id, data) ?? false,
-			broadcast: (/** @type {{type: string}} */ data) => mesh?.broadcast(data) ?? [],
+			send: (id, data) => mesh?.send(id, data) ?? false,
+			broadcast: (data) => mesh?.broadcast(data) ?? [],
 		},
-	};
-	const chat = new Chat(chatOptions);
+	});
 	const chatView = new ChatView(room.elements.chat, {
 		chat,
 		nameOf,
@@ -182,6 +181,7 @@ export async function mount(room) {
 			const id = ev.detail.id;
 			room.setPeerState(id, null);
 			trust.update();
+			chat.peerRemoved(id);
 			grid.removeMember(id);
 			remoteAudio.detach(id);
 			speaking.remove(id);

@@ -3,19 +3,37 @@
  * @file Text chat over the peers' data channels only: the server never
  * carries a chat message.
  *
- * Order never trusts a peer's clock: each message carries a Lamport
- * timestamp, and messages sort by (timestamp, author id, message id). Peers
- * already present hand their recent history to each peer whose channel
- * opens; the receiver merges it by message id, so nothing is duplicated and
- * messages missed while disconnected are filled in. Every incoming message is
- * checked (peers are untrusted) and text is only ever rendered as text nodes
- * and http(s) links.
+ * What a member sees is what its author wrote: every message is signed by
+ * its author (an injected ChatSigner, see trust.js) over signedBytes, and
+ * verified against the author's key before it is accepted, whether it
+ * comes live from its author or in a history handed on by another peer.
+ * Whatever does not verify is dropped and counted (Chat.stats), never
+ * shown.
  *
- * Wire messages (JSON objects on the data channel, see mesh.js):
- *   {type: "chat.msg", id, lamport, text, time}          live, author = sender
- *   {type: "chat.history", messages: [{id, author, lamport, text, time}]}
- *   {type: "chat.seen", ids: [id…]}                       sent to the author
+ * Order never trusts a peer's clock: each message carries a Lamport
+ * timestamp, and messages sort by (timestamp, author id, message id). No
+ * peer can poison the order: a timestamp far ahead of ours is refused
+ * (LIVE_JUMP), and the clock never leaves [0, MAX_LAMPORT].
+ *
+ * Peers already present hand their recent history to each peer whose
+ * channel opens; a history is taken only then, once per opening, entry by
+ * entry. Each peer has a budget of messages and volume a second
+ * (CHAT_BUDGET); what exceeds it is dropped and counted. Memory is kept
+ * per author: when full, the oldest message of the author with the most
+ * goes first, so one flooder cannot evict the others. Every field of every
+ * message is checked (wire.js) and text is only ever rendered as text
+ * nodes and http(s) links.
+ *
+ * Wire messages (JSON objects on the data channel, see mesh.js and
+ * docs/protocol.md, "Data-channel messages"):
+ *   {type: "chat.msg", id, lamport, text, time, sig}          live, author = sender
+ *   {type: "chat.history", messages: [{id, author, lamport, text, time, sig}]}
+ *   {type: "chat.seen", ids: [id…]}                            sent to the author
  */
+
+import { BAD_CHARS, PeerLimiter, isId, isIntIn, isObject, isSig, isText, textLength } from './wire.js';
+
+export { textLength };
 
 /** Longest message, in characters (Unicode code points), enforced on receive too. */
 export const MAX_TEXT = 2000;
@@ -23,15 +41,41 @@ export const MAX_TEXT = 2000;
 export const HISTORY_LIMIT = 200;
 /** How many messages are kept in memory. */
 export const KEEP_LIMIT = 1000;
+/** The largest Lamport timestamp: the clock stops here, far below 2^53. */
+export const MAX_LAMPORT = 2 ** 52;
+/** How far ahead of our clock a received timestamp may be. */
+export const LIVE_JUMP = 2 ** 20;
+/**
+ * The largest timestamp a history may bring to a member that has seen
+ * nothing yet (clock 0), when nothing bounds it by what was seen.
+ */
+export const FRESH_HISTORY_MAX = 2 ** 40;
+/**
+ * What one peer may send of chat.msg and chat.seen: 10 messages a second
+ * (40 at once), 40,000 UTF-16 code units a second (160,000 at once). A
+ * history is bounded apart: HISTORY_LIMIT entries per opening.
+ * @type {import('./wire.js').PeerBudget}
+ */
+export const CHAT_BUDGET = { messages: 10, messageBurst: 40, units: 40_000, unitBurst: 160_000 };
 
+/** The domain separation tag of contract B, first of the signed fields. */
+const SIGNED_TAG = 'lepeerchat.chat.v1';
 /** Largest history batch, in UTF-16 code units of JSON, well under a data channel's message size. */
 const HISTORY_BATCH = 60_000;
 const MAX_SEEN_IDS = 200;
-const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
-// C0 and C1 controls other than tab and newline; the bidi overrides and
-// isolates, which can make text read differently from what it is.
-// eslint-disable-next-line no-control-regex
-const BAD_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+/** How long acknowledgements are gathered before one chat.seen per author goes. */
+const SEEN_DELAY_MS = 200;
+
+/**
+ * Signs our messages and verifies the others' (trust.js implements it with
+ * each member's identity key, bound by the server).
+ * @typedef {{
+ *   sign(bytes: Uint8Array): Promise<string>,
+ *   verify(author: string, bytes: Uint8Array, sig: string): Promise<boolean>,
+ * }} ChatSigner
+ *   sign: a raw r‖s ECDSA P-256 / SHA-256 signature, base64url without
+ *   padding; verify: false when the author's key is unknown.
+ */
 
 /**
  * One chat message.
@@ -40,9 +84,10 @@ const BAD_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\
  * @property {string} author the author's member id
  * @property {number} lamport Lamport timestamp
  * @property {string} text the text (may contain newlines)
- * @property {number} time the author's clock when sent (ms since the epoch): for display only, never for order
- * @property {boolean} own written by us
- * @property {boolean} relayed received from a peer other than its author (history)
+ * @property {number} time the author's clock when sent (ms since the epoch), as signed: for display only (when a Date can show it), never for order
+ * @property {string} sig the author's signature ("" while our own is being made)
+ * @property {boolean} own written by us: our member id, and our key's signature
+ * @property {string} relayedBy the peer that handed it to us when that is not its author (history), else ""
  * @property {Set<string>} seenBy the peers that acknowledged it (our own messages only)
  */
 
@@ -56,25 +101,27 @@ const BAD_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\
  * @typedef {{ message: ChatMessage, before: string | null }} ChatMessageDetail
  *   a new message; insert it before the message with id `before` (null: at the end)
  * @typedef {{ message: ChatMessage, by: string }} ChatSeenDetail
- * @typedef {{ ids: string[] }} ChatRemovedDetail the oldest messages, forgotten
+ * @typedef {{ ids: string[] }} ChatRemovedDetail messages forgotten
+ * @typedef {{ message: ChatMessage, error: unknown }} ChatFailedDetail one of ours could not be signed: not sent, and removed
+ * @typedef {{ message: ChatMessage }} ChatUpdatedDetail a message shown as relayed came from its author too
  * @typedef {{
  *   message: CustomEvent<ChatMessageDetail>,
  *   seen: CustomEvent<ChatSeenDetail>,
  *   removed: CustomEvent<ChatRemovedDetail>,
+ *   failed: CustomEvent<ChatFailedDetail>,
+ *   updated: CustomEvent<ChatUpdatedDetail>,
  * }} ChatEventMap
  */
 
 /**
- * The length of a text as the limit counts it: Unicode code points.
- * @param {string} text
+ * What the chat dropped, by reason.
+ * @typedef {object} ChatDrops
+ * @property {number} bad a malformed message or entry (a field of the wrong type, range or length; an unknown chat type)
+ * @property {number} unverified a signature that does not verify against the author's key (or no key is known)
+ * @property {number} rate over the peer's budget of messages or volume
+ * @property {number} lamport a timestamp beyond the bound
+ * @property {number} history a history outside its window (not just after the channel opened, or more entries than one history holds)
  */
-export function textLength(text) {
-	let n = 0;
-	for (const _ of text) {
-		n++;
-	}
-	return n;
-}
 
 /**
  * Cleans a text typed by the user: newlines normalised, control characters
@@ -83,21 +130,6 @@ export function textLength(text) {
  */
 export function cleanText(text) {
 	return text.replace(/\r\n?/g, '\n').replace(BAD_CHARS, '').replace(/^(?:[ \t]*\n)+/, '').trimEnd();
-}
-
-/**
- * Whether a text is acceptable as a message: non-blank, within the limit,
- * no control characters (other than newline and tab).
- * @param {unknown} text
- * @param {number} [max]
- * @returns {text is string}
- */
-export function validText(text, max = MAX_TEXT) {
-	if (typeof text !== 'string' || text.length === 0 || text.length > max * 2) {
-		return false;
-	}
-	BAD_CHARS.lastIndex = 0;
-	return !BAD_CHARS.test(text) && text.trim() !== '' && textLength(text) <= max;
 }
 
 /**
@@ -115,26 +147,67 @@ export function compareMessages(a, b) {
 	return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
+/**
+ * The bytes a chat message's signature covers (contract B): for each field
+ * in this order, its UTF-8 bytes preceded by their length as 4 bytes, big
+ * endian: the tag "lepeerchat.chat.v1", the room id, the author, the
+ * message id, the Lamport timestamp and the time in decimal, the text.
+ * @param {string} roomId
+ * @param {{ author: string, id: string, lamport: number, time: number, text: string }} m
+ * @returns {Uint8Array}
+ */
+export function signedBytes(roomId, { author, id, lamport, time, text }) {
+	const enc = new TextEncoder();
+	const fields = [SIGNED_TAG, roomId, author, id, String(lamport), String(time), text].map((f) => enc.encode(f));
+	const out = new Uint8Array(fields.reduce((n, f) => n + 4 + f.length, 0));
+	const view = new DataView(out.buffer);
+	let at = 0;
+	for (const f of fields) {
+		view.setUint32(at, f.length);
+		out.set(f, at + 4);
+		at += 4 + f.length;
+	}
+	return out;
+}
+
+/**
+ * Which message goes first when a list must shrink: the oldest of the
+ * author with the most messages in it (the first such author in order,
+ * on a tie), so that one prolific author cannot push the others out.
+ * @param {ChatMessage[]} list sorted by compareMessages
+ * @param {Map<string, number>} counts messages per author in list
+ * @returns {number} an index into list
+ */
+function evictionIndex(list, counts) {
+	let most = '';
+	let n = 0;
+	for (const [author, c] of counts) {
+		if (c > n) {
+			most = author;
+			n = c;
+		}
+	}
+	return list.findIndex((m) => m.author === most);
+}
+
+/**
+ * @param {Map<string, number>} counts
+ * @param {string} author
+ * @param {number} d
+ */
+function count(counts, author, d) {
+	const n = (counts.get(author) ?? 0) + d;
+	if (n > 0) {
+		counts.set(author, n);
+	} else {
+		counts.delete(author);
+	}
+}
+
 /** @returns {string} 128 random bits, base64url */
 function newId() {
 	const b = crypto.getRandomValues(new Uint8Array(16));
 	return btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
-/**
- * @param {unknown} v
- * @returns {v is Record<string, unknown>}
- */
-function isObject(v) {
-	return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/**
- * @param {unknown} v
- * @returns {v is number}
- */
-function validLamport(v) {
-	return Number.isSafeInteger(v) && /** @type {number} */ (v) > 0;
 }
 
 /**
@@ -144,26 +217,49 @@ export class Chat extends EventTarget {
 	/**
 	 * @param {object} options
 	 * @param {string} options.selfId our member id
+	 * @param {string} options.roomId the room's id (signed with every message)
+	 * @param {ChatSigner} options.signer
 	 * @param {ChatTransport} options.transport
 	 * @param {number} [options.maxLength] characters per message (default 2000)
-	 * @param {number} [options.historyLimit] messages handed to a new peer (default 200)
+	 * @param {number} [options.historyLimit] messages handed to a new peer, and taken from one (default 200)
 	 * @param {number} [options.keep] messages kept in memory (default 1000)
-	 * @param {boolean} [options.autoSeen] acknowledge live messages as soon as they arrive (default true); otherwise call markSeen
+	 * @param {boolean} [options.autoSeen] acknowledge live messages as soon as they are accepted (default true); otherwise call markSeen
+	 * @param {import('./wire.js').PeerBudget} [options.budget] what one peer may send (default CHAT_BUDGET)
+	 * @param {() => number} [options.now] the clock of the budgets, in ms (tests give their own)
 	 */
-	constructor({ selfId, transport, maxLength = MAX_TEXT, historyLimit = HISTORY_LIMIT, keep = KEEP_LIMIT, autoSeen = true }) {
+	constructor({ selfId, roomId, signer, transport, maxLength = MAX_TEXT, historyLimit = HISTORY_LIMIT, keep = KEEP_LIMIT, autoSeen = true, budget = CHAT_BUDGET, now }) {
 		super();
 		this.selfId = selfId;
+		this.roomId = roomId;
+		this.signer = signer;
 		this.transport = transport;
 		this.maxLength = maxLength;
 		this.historyLimit = historyLimit;
 		this.keep = Math.max(keep, historyLimit);
 		this.autoSeen = autoSeen;
-		/** The Lamport clock: the largest timestamp seen or sent. */
+		/** The Lamport clock: the largest timestamp accepted or sent. */
 		this.clock = 0;
 		/** @type {ChatMessage[]} sorted by compareMessages */
 		this.messages = [];
 		/** @type {Map<string, ChatMessage>} */
 		this.byId = new Map();
+		/** @type {Map<string, number>} messages kept, per author */
+		this.perAuthor = new Map();
+		/** What was accepted, and what was dropped and why: for tests and a debug view. */
+		this.stats = { accepted: 0, dropped: /** @type {ChatDrops} */ ({ bad: 0, unverified: 0, rate: 0, lamport: 0, history: 0 }) };
+		this.limiter = new PeerLimiter(budget, now);
+		/** @type {Map<string, number>} peer → history entries it may still hand us since its channel opened */
+		this.historyWindow = new Map();
+		/** @type {Map<string, ChatMessage>} the messages being verified, by "id sig" */
+		this.verifying = new Map();
+		/** @type {Set<Promise<void>>} */
+		this.inFlight = new Set();
+		/** Our messages, signed and sent one after the other. */
+		this.outgoing = Promise.resolve();
+		/** @type {Map<string, Set<string>>} author → ids to acknowledge */
+		this.seenQueue = new Map();
+		/** @type {ReturnType<typeof setTimeout> | undefined} */
+		this.seenTimer = undefined;
 	}
 
 	/**
@@ -186,11 +282,12 @@ export class Chat extends EventTarget {
 	}
 
 	/**
-	 * Sends a message to every peer whose channel is open (the others get
-	 * it with the history when their channel opens).
+	 * Shows a message at once and sends it, signed, to every peer whose
+	 * channel is open (the others get it with the history when their
+	 * channel opens). Our messages are signed and sent in the order written.
 	 * @param {string} text as typed; cleaned first
 	 * @returns {ChatMessage}
-	 * @throws {RangeError} when the text is blank or too long
+	 * @throws {RangeError} when the text is blank or too long, or the clock is at its end
 	 */
 	send(text) {
 		const clean = cleanText(text);
@@ -200,21 +297,44 @@ export class Chat extends EventTarget {
 		if (textLength(clean) > this.maxLength) {
 			throw new RangeError(`the message is longer than ${this.maxLength} characters`);
 		}
+		if (this.clock >= MAX_LAMPORT) {
+			throw new RangeError('the chat has reached its last timestamp');
+		}
 		this.clock++;
 		/** @type {ChatMessage} */
-		const message = { id: newId(), author: this.selfId, lamport: this.clock, text: clean, time: Date.now(), own: true, relayed: false, seenBy: new Set() };
+		const message = { id: newId(), author: this.selfId, lamport: this.clock, text: clean, time: Date.now(), sig: '', own: true, relayedBy: '', seenBy: new Set() };
 		this.insert(message);
-		this.transport.broadcast({ type: 'chat.msg', id: message.id, lamport: message.lamport, text: message.text, time: message.time });
+		this.outgoing = this.outgoing.then(async () => {
+			try {
+				message.sig = await this.signer.sign(signedBytes(this.roomId, message));
+			} catch (error) {
+				this.forget([message]);
+				this.emit('failed', { message, error });
+				return;
+			}
+			const { id, lamport, text: t, time, sig } = message;
+			this.transport.broadcast({ type: 'chat.msg', id, lamport, text: t, time, sig });
+		});
 		return message;
 	}
 
 	/**
-	 * Hands the recent history to a peer whose channel just opened (wire to
-	 * the mesh's "channelopen").
+	 * Opens the peer's history window and hands it our recent history (wire
+	 * to the mesh's "channelopen"). The history handed is the last
+	 * historyLimit signed messages, chosen per author as memory is.
 	 * @param {string} id
 	 */
 	peerOpened(id) {
-		const recent = this.messages.slice(-this.historyLimit);
+		this.historyWindow.set(id, this.historyLimit);
+		const recent = this.messages.filter((m) => m.sig !== '');
+		const counts = new Map();
+		for (const m of recent) {
+			count(counts, m.author, 1);
+		}
+		while (recent.length > this.historyLimit) {
+			const [gone] = recent.splice(evictionIndex(recent, counts), 1);
+			count(counts, gone.author, -1);
+		}
 		/** @type {object[]} */
 		let batch = [];
 		let size = 0;
@@ -226,7 +346,7 @@ export class Chat extends EventTarget {
 			}
 		};
 		for (const m of recent) {
-			const item = { id: m.id, author: m.author, lamport: m.lamport, text: m.text, time: m.time };
+			const item = { id: m.id, author: m.author, lamport: m.lamport, text: m.text, time: m.time, sig: m.sig };
 			const len = JSON.stringify(item).length;
 			if (size + len > HISTORY_BATCH) {
 				flush();
@@ -238,32 +358,63 @@ export class Chat extends EventTarget {
 	}
 
 	/**
+	 * Forgets a peer that left: its budget and its history window.
+	 * @param {string} id
+	 */
+	peerRemoved(id) {
+		this.limiter.forget(id);
+		this.historyWindow.delete(id);
+	}
+
+	/**
 	 * Acknowledges messages as seen to their authors (when autoSeen is off,
-	 * call it as messages are shown).
+	 * call it as messages are shown). Acknowledgements are gathered for a
+	 * short while and go as one chat.seen per author.
 	 * @param {Iterable<string>} ids
 	 */
 	markSeen(ids) {
-		/** @type {Map<string, string[]>} */
-		const byAuthor = new Map();
 		for (const id of ids) {
 			const m = this.byId.get(id);
 			if (m && !m.own) {
-				const list = byAuthor.get(m.author) ?? [];
-				list.push(id);
-				byAuthor.set(m.author, list);
+				const set = this.seenQueue.get(m.author) ?? new Set();
+				set.add(id);
+				this.seenQueue.set(m.author, set);
 			}
 		}
-		for (const [author, list] of byAuthor) {
+		if (this.seenQueue.size > 0 && this.seenTimer === undefined) {
+			this.seenTimer = setTimeout(() => this.flushSeen(), SEEN_DELAY_MS);
+		}
+	}
+
+	/** Sends the acknowledgements gathered, one chat.seen per author (split past MAX_SEEN_IDS). */
+	flushSeen() {
+		clearTimeout(this.seenTimer);
+		this.seenTimer = undefined;
+		for (const [author, set] of this.seenQueue) {
+			const list = [...set];
 			for (let i = 0; i < list.length; i += MAX_SEEN_IDS) {
 				this.transport.send(author, { type: 'chat.seen', ids: list.slice(i, i + MAX_SEEN_IDS) });
 			}
+		}
+		this.seenQueue.clear();
+	}
+
+	/**
+	 * Resolves once every message received so far has been accepted or
+	 * dropped (signatures are checked asynchronously).
+	 * @returns {Promise<void>}
+	 */
+	async idle() {
+		while (this.inFlight.size > 0) {
+			await Promise.all(this.inFlight);
 		}
 	}
 
 	/**
 	 * Handles a data channel message from a peer (wire to the mesh's
-	 * "message"). Returns whether it was a chat message. Invalid messages are
-	 * dropped.
+	 * "message"). Returns whether it was a chat message. What is invalid,
+	 * over budget, out of bounds or out of its time is dropped and counted;
+	 * nothing here throws on what a peer sends.
 	 * @param {string} from
 	 * @param {unknown} data
 	 * @returns {boolean}
@@ -272,44 +423,146 @@ export class Chat extends EventTarget {
 		if (!isObject(data) || typeof data.type !== 'string' || !data.type.startsWith('chat.')) {
 			return false;
 		}
-		if (typeof from !== 'string' || !ID_RE.test(from) || from === this.selfId) {
+		if (!isId(from) || from === this.selfId) {
 			return true;
 		}
+		const drops = this.stats.dropped;
+		if (data.type === 'chat.history') {
+			this.takeHistory(from, data.messages);
+			return true;
+		}
+		// Anything else the peer sends ends the history it may hand us.
+		this.historyWindow.delete(from);
 		switch (data.type) {
 		case 'chat.msg': {
-			const m = this.parse({ ...data, author: from }, from);
-			if (m && this.merge(m) && this.autoSeen) {
-				this.transport.send(from, { type: 'chat.seen', ids: [m.id] });
+			if (typeof data.text !== 'string') {
+				drops.bad++;
+			} else if (!this.limiter.allow(from, 128 + data.text.length)) {
+				drops.rate++;
+			} else {
+				this.receive(from, { ...data, author: from }, true);
 			}
 			break;
 		}
-		case 'chat.history':
-			if (Array.isArray(data.messages)) {
-				for (const item of data.messages.slice(0, this.historyLimit)) {
-					const m = this.parse(item, from);
-					if (m) {
-						this.merge(m);
-					}
-				}
-			}
-			break;
 		case 'chat.seen':
-			if (Array.isArray(data.ids)) {
-				for (const id of data.ids.slice(0, MAX_SEEN_IDS)) {
-					const m = typeof id === 'string' ? this.byId.get(id) : undefined;
-					if (m && m.own && !m.seenBy.has(from)) {
-						m.seenBy.add(from);
-						this.emit('seen', { message: m, by: from });
-					}
-				}
+			if (!Array.isArray(data.ids) || data.ids.length > MAX_SEEN_IDS) {
+				drops.bad++;
+			} else if (!this.limiter.allow(from, 16 + 72 * data.ids.length)) {
+				drops.rate++;
+			} else {
+				this.takeSeen(from, data.ids);
 			}
 			break;
+		default:
+			drops.bad++;
 		}
 		return true;
 	}
 
 	/**
-	 * Checks one message received from `from` and builds it, or returns null.
+	 * Takes a history from a peer, if its window is open: up to what the
+	 * window has left, each entry checked on its own.
+	 * @param {string} from
+	 * @param {unknown} entries
+	 */
+	takeHistory(from, entries) {
+		const drops = this.stats.dropped;
+		const left = this.historyWindow.get(from);
+		if (left === undefined) {
+			drops.history++;
+			return;
+		}
+		if (!Array.isArray(entries)) {
+			drops.bad++;
+			return;
+		}
+		const taken = entries.slice(0, left);
+		drops.history += entries.length - taken.length;
+		this.historyWindow.set(from, left - taken.length);
+		for (const item of taken) {
+			this.receive(from, item, false);
+		}
+	}
+
+	/**
+	 * @param {string} from
+	 * @param {unknown[]} ids
+	 */
+	takeSeen(from, ids) {
+		for (const id of ids) {
+			const m = typeof id === 'string' ? this.byId.get(id) : undefined;
+			if (m && m.own && !m.seenBy.has(from)) {
+				m.seenBy.add(from);
+				this.emit('seen', { message: m, by: from });
+			}
+		}
+	}
+
+	/**
+	 * Checks one message received from `from` (live: from its author), has
+	 * its signature verified, and accepts it if it verifies.
+	 * @param {string} from
+	 * @param {unknown} raw
+	 * @param {boolean} live
+	 */
+	receive(from, raw, live) {
+		const drops = this.stats.dropped;
+		const m = this.parse(raw, from);
+		if (!m) {
+			drops.bad++;
+			return;
+		}
+		if (!this.inBounds(m.lamport, live)) {
+			drops.lamport++;
+			return;
+		}
+		const key = `${m.id} ${m.sig}`;
+		const copy = this.byId.get(m.id) ?? this.verifying.get(key);
+		if (copy) {
+			// Known, or on its way. Its author handing it too means it is not
+			// only relayed (the same signature: the same message).
+			if (copy.relayedBy && !m.relayedBy && copy.sig === m.sig) {
+				copy.relayedBy = '';
+				if (this.byId.get(m.id) === copy) {
+					this.emit('updated', { message: copy });
+				}
+			}
+			return;
+		}
+		this.verifying.set(key, m);
+		const done = (async () => {
+			let ok = false;
+			try {
+				ok = await this.signer.verify(m.author, signedBytes(this.roomId, m), m.sig);
+			} catch {
+				ok = false;
+			}
+			this.verifying.delete(key);
+			if (!ok) {
+				drops.unverified++;
+				return;
+			}
+			this.accept(m, live ? from : '');
+		})();
+		this.inFlight.add(done);
+		done.finally(() => this.inFlight.delete(done));
+	}
+
+	/**
+	 * Whether a received timestamp is within what has been seen: at most
+	 * LIVE_JUMP ahead of our clock; a history reaching a member that has
+	 * seen nothing may go up to FRESH_HISTORY_MAX.
+	 * @param {number} lamport a valid timestamp (at most MAX_LAMPORT)
+	 * @param {boolean} live
+	 */
+	inBounds(lamport, live) {
+		return lamport <= this.clock + LIVE_JUMP || (!live && this.clock === 0 && lamport <= FRESH_HISTORY_MAX);
+	}
+
+	/**
+	 * Checks the fields of one message received from `from` and builds it,
+	 * or returns null. `own` is set on acceptance, once the signature has
+	 * verified against our own key.
 	 * @param {unknown} raw
 	 * @param {string} from
 	 * @returns {ChatMessage | null}
@@ -318,43 +571,42 @@ export class Chat extends EventTarget {
 		if (!isObject(raw)) {
 			return null;
 		}
-		const { id, author, lamport, text, time } = raw;
-		if (typeof id !== 'string' || !ID_RE.test(id) || typeof author !== 'string' || !ID_RE.test(author) ||
-			!validLamport(lamport) || !validText(text, this.maxLength)) {
+		const { id, author, lamport, text, time, sig } = raw;
+		// Any safe integer is a time the signature covers (its decimal
+		// form); the view shows only one a Date can hold.
+		if (!isId(id) || !isId(author) || !isIntIn(lamport, 1, MAX_LAMPORT) || !isText(text, this.maxLength) ||
+			!isIntIn(time, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER) || !isSig(sig)) {
 			return null;
 		}
-		return {
-			id, author, lamport, text,
-			time: typeof time === 'number' && Number.isFinite(time) ? time : 0,
-			own: author === this.selfId,
-			relayed: author !== from,
-			seenBy: new Set(),
-		};
+		return { id, author, lamport, text, time, sig, own: false, relayedBy: author === from ? '' : from, seenBy: new Set() };
 	}
 
 	/**
-	 * Adds a received message unless it is known; advances the clock.
+	 * Keeps a verified message unless a copy got there first; advances the
+	 * clock; acknowledges a live one.
 	 * @param {ChatMessage} m
-	 * @returns {boolean} whether it was new
+	 * @param {string} liveFrom the peer it came live from, or ""
 	 */
-	merge(m) {
-		this.clock = Math.max(this.clock, m.lamport);
-		const known = this.byId.get(m.id);
-		if (known) {
-			return false;
+	accept(m, liveFrom) {
+		if (this.byId.has(m.id)) {
+			return;
 		}
-		return this.insert(m);
+		m.own = m.author === this.selfId;
+		this.clock = Math.min(MAX_LAMPORT, Math.max(this.clock, m.lamport));
+		this.stats.accepted++;
+		this.insert(m);
+		if (liveFrom && this.autoSeen && this.byId.has(m.id)) {
+			this.markSeen([m.id]);
+		}
 	}
 
 	/**
+	 * Inserts a message in order; when more than `keep` are kept, forgets
+	 * the oldest of the author with the most.
 	 * @param {ChatMessage} m
-	 * @returns {boolean} whether it was kept
 	 */
 	insert(m) {
 		const list = this.messages;
-		if (list.length >= this.keep && compareMessages(m, list[0]) < 0) {
-			return false; // older than everything kept
-		}
 		let lo = 0;
 		let hi = list.length;
 		while (lo < hi) {
@@ -367,16 +619,28 @@ export class Chat extends EventTarget {
 		}
 		list.splice(lo, 0, m);
 		this.byId.set(m.id, m);
+		count(this.perAuthor, m.author, 1);
 		const before = lo + 1 < list.length ? list[lo + 1].id : null;
 		this.emit('message', { message: m, before });
 		if (list.length > this.keep) {
-			const gone = list.splice(0, list.length - this.keep);
-			for (const g of gone) {
-				this.byId.delete(g.id);
-			}
-			this.emit('removed', { ids: gone.map((g) => g.id) });
+			this.forget([list[evictionIndex(list, this.perAuthor)]]);
 		}
-		return true;
+	}
+
+	/**
+	 * Forgets messages.
+	 * @param {ChatMessage[]} gone
+	 */
+	forget(gone) {
+		for (const g of gone) {
+			const i = this.messages.indexOf(g);
+			if (i >= 0) {
+				this.messages.splice(i, 1);
+				this.byId.delete(g.id);
+				count(this.perAuthor, g.author, -1);
+			}
+		}
+		this.emit('removed', { ids: gone.map((g) => g.id) });
 	}
 }
 
@@ -385,17 +649,58 @@ export class Chat extends EventTarget {
 const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 
 /**
+ * The scripts whose letters a host name may hold; a name with letters of
+ * two of them (or of one and of none) mixes scripts. Han, Hiragana and
+ * Katakana are written together, as one.
+ */
+const SCRIPTS = [
+	/\p{Script=Latin}/u, /\p{Script=Cyrillic}/u, /\p{Script=Greek}/u, /\p{Script=Armenian}/u, /\p{Script=Georgian}/u,
+	/\p{Script=Hebrew}/u, /\p{Script=Arabic}/u, /\p{Script=Devanagari}/u, /\p{Script=Bengali}/u, /\p{Script=Tamil}/u,
+	/\p{Script=Thai}/u, /\p{Script=Hangul}/u, /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}]/u,
+];
+
+/**
+ * Whether a host name, as written, holds letters of more than one script.
+ * @param {string} host
+ */
+export function mixesScripts(host) {
+	let found = 0;
+	for (const ch of host) {
+		if (!/\p{L}/u.test(ch)) {
+			continue;
+		}
+		const i = SCRIPTS.findIndex((re) => re.test(ch));
+		const bit = i < 0 ? 1 << SCRIPTS.length : 1 << i;
+		found |= bit;
+		if (found & (found - 1)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/**
+ * A link of a text.
+ * @typedef {{ text: string, href?: string, host?: string }} TextPart
+ *   href: where it leads (http(s), without user information); host: the
+ *   host it really leads to, set when the text does not show it plainly
+ *   (user information before the host, a name that mixes scripts, a host
+ *   written differently from what the URL parser makes of it). A mixed name
+ *   is given as the parser gives it: in punycode.
+ */
+
+/**
  * Splits a text into plain parts and http(s) links. Pure.
  * @param {string} text
- * @returns {Array<{ text: string, href?: string }>}
+ * @returns {TextPart[]}
  */
 export function splitLinks(text) {
-	/** @type {Array<{ text: string, href?: string }>} */
+	/** @type {TextPart[]} */
 	const parts = [];
 	let last = 0;
 	URL_RE.lastIndex = 0;
 	for (let m = URL_RE.exec(text); m; m = URL_RE.exec(text)) {
-		let url = trimUrl(m[0]);
+		const url = trimUrl(m[0]);
 		const start = m.index;
 		const end = start + url.length;
 		URL_RE.lastIndex = end;
@@ -412,13 +717,48 @@ export function splitLinks(text) {
 		if (start > last) {
 			parts.push({ text: text.slice(last, start) });
 		}
-		parts.push({ text: url, href: parsed.href });
+		const plain = showsHost(url, parsed);
+		parsed.username = '';
+		parsed.password = '';
+		parts.push(plain ? { text: url, href: parsed.href } : { text: url, href: parsed.href, host: parsed.host });
 		last = end;
 	}
 	if (last < text.length) {
 		parts.push({ text: text.slice(last) });
 	}
 	return parts;
+}
+
+/**
+ * Whether a URL as written shows the host it leads to: no user
+ * information, and the host as written is the parser's host (the same
+ * letters, or a name in one script that the parser maps to it).
+ * @param {string} url as written, http(s)://…
+ * @param {URL} parsed
+ */
+function showsHost(url, parsed) {
+	if (parsed.username !== '' || parsed.password !== '') {
+		return false;
+	}
+	// The authority as written: after "//", up to the path, query or
+	// fragment (the parser takes a backslash for a slash too). It has no
+	// "@": there is no user information.
+	const rest = url.slice(url.indexOf('//') + 2);
+	const authority = rest.slice(0, rest.search(/[/?#\\]|$/));
+	if (authority.includes('@')) {
+		return false;
+	}
+	const written = authority.startsWith('[') ? authority.slice(0, authority.indexOf(']') + 1) : authority.replace(/:\d*$/, '');
+	if (/^[\x20-\x7e]*$/.test(written)) {
+		return written.toLowerCase() === parsed.hostname;
+	}
+	let host = '';
+	try {
+		host = new URL(`http://${written}/`).hostname;
+	} catch {
+		return false;
+	}
+	return host === parsed.hostname && !mixesScripts(written);
 }
 
 /**
@@ -438,7 +778,7 @@ function trimUrl(url) {
 		}
 		const pairs = /** @type {Record<string, string>} */ ({ ')': '(', ']': '[', '}': '{', '>': '<' });
 		const open = pairs[c];
-		if (open && count(url, open) < count(url, c)) {
+		if (open && occurrences(url, open) < occurrences(url, c)) {
 			url = url.slice(0, -1);
 			continue;
 		}
@@ -450,15 +790,16 @@ function trimUrl(url) {
  * @param {string} s
  * @param {string} c
  */
-function count(s, c) {
+function occurrences(s, c) {
 	return s.split(c).length - 1;
 }
 
 /**
  * Renders a text as DOM nodes: text nodes, and `<a>` elements for http(s)
- * URLs that open in a new tab without a referrer or an opener. Never parses
- * HTML. Newlines stay in the text nodes (show them with CSS
- * `white-space: pre-wrap`).
+ * URLs that open in a new tab without a referrer or an opener. A link
+ * whose text does not show where it leads carries a badge with its real
+ * host (class "link-host"). Never parses HTML. Newlines stay in the text
+ * nodes (show them with CSS `white-space: pre-wrap`).
  * @param {string} text
  * @param {Document} [doc]
  * @returns {DocumentFragment}
@@ -473,6 +814,13 @@ export function renderText(text, doc = document) {
 			a.target = '_blank';
 			a.referrerPolicy = 'no-referrer';
 			a.textContent = part.text;
+			if (part.host) {
+				const badge = doc.createElement('span');
+				badge.className = 'link-host';
+				badge.textContent = part.host;
+				badge.title = `This link leads to ${part.host}`;
+				a.append(badge);
+			}
 			frag.append(a);
 		} else {
 			frag.append(doc.createTextNode(part.text));

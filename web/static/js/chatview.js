@@ -4,11 +4,21 @@
  * text and safe links only, names as text), "seen" marks on my messages,
  * and the composer (Enter sends, Shift+Enter starts a new line, a visible
  * length counter that refuses an over-long message).
+ *
+ * Names are text a member chose, so what the view says of its own is never
+ * plain text a name could reproduce: my messages and members whose name is
+ * unknown are marked by a badge element, and a message handed on by
+ * someone other than its author says so.
+ *
+ * Messages are drawn in batches: those that arrive before the next frame
+ * are inserted together, with one read of the scroll position and one
+ * scroll, so a flood costs one layout, not one per message.
  */
 
 import { h } from './dom.js';
 import { icon } from './icons.js';
-import { MAX_TEXT, cleanText, renderText, textLength } from './chat.js';
+import { MAX_TEXT, cleanText, renderText, textLength, compareMessages } from './chat.js';
+import { isShowableTime } from './wire.js';
 
 /** @typedef {import('./chat.js').Chat} Chat */
 /** @typedef {import('./chat.js').ChatMessage} ChatMessage */
@@ -36,6 +46,10 @@ export class ChatView {
 		this.othersOnline = othersOnline;
 		/** @type {Map<string, HTMLLIElement>} */
 		this.items = new Map();
+		/** @type {Map<string, ChatMessage>} messages to draw at the next frame */
+		this.pending = new Map();
+		/** @type {number | undefined} */
+		this.frame = undefined;
 
 		this.log = h('ol', { class: 'chat-log', id: 'chat-log', role: 'log', 'aria-live': 'polite', 'aria-labelledby': 'chat-title', tabindex: '0' });
 		this.empty = h(
@@ -85,10 +99,20 @@ export class ChatView {
 		});
 		this.input.addEventListener('input', () => this.count());
 
-		chat.on('message', (ev) => this.add(ev.detail.message, ev.detail.before));
+		chat.on('message', (ev) => this.queue(ev.detail.message));
 		chat.on('seen', (ev) => this.mark(ev.detail.message));
+		chat.on('updated', (ev) => {
+			if (!ev.detail.message.relayedBy) {
+				this.items.get(ev.detail.message.id)?.querySelector('.msg-relayed')?.remove();
+			}
+		});
+		chat.on('failed', (ev) => {
+			const e = ev.detail.error;
+			this.error.textContent = e instanceof Error ? `Not sent: ${e.message}.` : 'Not sent: it could not be signed.';
+		});
 		chat.on('removed', (ev) => {
 			for (const id of ev.detail.ids) {
+				this.pending.delete(id);
 				const li = this.items.get(id);
 				const next = li?.nextElementSibling;
 				li?.remove();
@@ -99,7 +123,7 @@ export class ChatView {
 			}
 		});
 		for (const m of chat.messages) {
-			this.add(m, null);
+			this.queue(m);
 		}
 		this.count();
 	}
@@ -147,7 +171,11 @@ export class ChatView {
 			const m = this.chat.byId.get(id);
 			const author = li.querySelector('.msg-author');
 			if (m && author) {
-				author.textContent = this.author(m);
+				author.replaceChildren(this.author(m));
+			}
+			const relayed = li.querySelector('.msg-relayed');
+			if (m && relayed) {
+				relayed.replaceChildren(...this.relayed(m));
 			}
 			if (m?.own) {
 				this.mark(m);
@@ -156,17 +184,62 @@ export class ChatView {
 	}
 
 	/**
-	 * Shows a message where the chat put it.
+	 * Draws a message at the next frame, with the others that come before it.
 	 * @param {ChatMessage} m
-	 * @param {string | null} before
 	 */
-	add(m, before) {
+	queue(m) {
 		if (this.items.has(m.id)) {
 			return;
 		}
+		this.pending.set(m.id, m);
+		this.frame ??= requestAnimationFrame(() => this.flush());
+	}
+
+	/**
+	 * Inserts the messages queued, each where the chat has it: one read of
+	 * the scroll position before, one scroll after.
+	 */
+	flush() {
+		this.frame = undefined;
+		const batch = [...this.pending.values()].filter((m) => this.chat.byId.get(m.id) === m).sort(compareMessages);
+		this.pending.clear();
+		if (batch.length === 0) {
+			return;
+		}
 		const log = this.log;
-		const follow = m.own || log.scrollHeight - log.scrollTop - log.clientHeight < FOLLOW_PX;
-		const when = m.time > 0 ? new Date(m.time) : null;
+		const follow = batch.some((m) => m.own) || log.scrollHeight - log.scrollTop - log.clientHeight < FOLLOW_PX;
+		const list = this.chat.messages;
+		// Last first: the next message of each is then drawn already.
+		for (let i = batch.length - 1; i >= 0; i--) {
+			const m = batch[i];
+			const li = this.item(m);
+			const at = list.indexOf(m);
+			const next = at >= 0 && at + 1 < list.length ? this.items.get(list[at + 1].id) : undefined;
+			log.insertBefore(li, next ?? null);
+		}
+		for (const m of batch) {
+			const li = /** @type {HTMLLIElement} */ (this.items.get(m.id));
+			this.group(li);
+			if (li.nextElementSibling instanceof HTMLLIElement) {
+				this.group(li.nextElementSibling);
+			}
+			if (m.own) {
+				this.mark(m);
+			}
+		}
+		this.empty.hidden = true;
+		if (follow) {
+			log.scrollTop = log.scrollHeight;
+		}
+	}
+
+	/**
+	 * The element of a message.
+	 * @param {ChatMessage} m
+	 * @returns {HTMLLIElement}
+	 */
+	item(m) {
+		const when = m.time > 0 && isShowableTime(m.time) ? new Date(m.time) : null;
 		const text = h('div', { class: 'msg-text' });
 		text.append(renderText(m.text));
 		const li = h(
@@ -177,24 +250,13 @@ export class ChatView {
 				{ class: 'msg-head' },
 				h('span', { class: 'msg-author' }, this.author(m)),
 				when ? h('time', { datetime: when.toISOString(), title: full.format(when) }, clock.format(when)) : null,
+				m.relayedBy ? h('span', { class: 'msg-relayed' }, this.relayed(m)) : null,
 			),
 			text,
 			m.own ? h('p', { class: 'msg-seen' }) : null,
 		);
 		this.items.set(m.id, li);
-		const next = before ? this.items.get(before) : null;
-		log.insertBefore(li, next ?? null);
-		this.group(li);
-		if (li.nextElementSibling instanceof HTMLLIElement) {
-			this.group(li.nextElementSibling);
-		}
-		if (m.own) {
-			this.mark(m);
-		}
-		this.empty.hidden = true;
-		if (follow) {
-			log.scrollTop = log.scrollHeight;
-		}
+		return li;
 	}
 
 	/**
@@ -202,26 +264,48 @@ export class ChatView {
 	 * @param {ChatMessage} m
 	 */
 	mark(m) {
-		const el = this.items.get(m.id)?.querySelector('.msg-seen');
+		const el = /** @type {HTMLElement | null | undefined} */ (this.items.get(m.id)?.querySelector('.msg-seen'));
 		if (!el) {
 			return;
 		}
-		const names = [...m.seenBy].map((id) => this.nameOf(id) || 'someone');
-		const everyone = m.seenBy.size > 0 && m.seenBy.size >= this.othersOnline();
-		const text = m.seenBy.size === 0 ? 'Not seen yet' : everyone && m.seenBy.size > 2 ? 'Seen by everyone' : `Seen by ${list(names)}`;
-		if (el.textContent === text) {
+		const seen = [...m.seenBy];
+		const everyone = seen.length > 2 && seen.length >= this.othersOnline();
+		// Names as text, the view's own words ("everyone") as a badge.
+		const key = JSON.stringify(everyone || seen.map((id) => this.nameOf(id)));
+		if (el.dataset.seen === key) {
 			return;
 		}
-		el.replaceChildren(m.seenBy.size > 0 ? icon('check') : '', text);
-		el.classList.toggle('is-seen', m.seenBy.size > 0);
+		el.dataset.seen = key;
+		const who = everyone ? [h('span', { class: 'badge badge-everyone' }, 'everyone')] : list(seen.map((id) => this.member(id)));
+		el.replaceChildren(...(seen.length === 0 ? ['Not seen yet'] : [icon('check'), 'Seen by ', ...who]));
+		el.classList.toggle('is-seen', seen.length > 0);
 	}
 
 	/**
+	 * Who wrote a message: a name as text, or a badge that no name can be.
 	 * @param {ChatMessage} m
-	 * @returns {string}
+	 * @returns {Node | string}
 	 */
 	author(m) {
-		return m.own ? 'You' : this.nameOf(m.author) || 'A former member';
+		return m.own ? h('span', { class: 'badge badge-self' }, 'You') : this.member(m.author);
+	}
+
+	/**
+	 * "relayed by" and who handed the message on.
+	 * @param {ChatMessage} m
+	 * @returns {Array<Node | string>}
+	 */
+	relayed(m) {
+		return ['relayed by ', this.member(m.relayedBy)];
+	}
+
+	/**
+	 * A member's name as text, or a badge when it is unknown.
+	 * @param {string} id
+	 * @returns {Node | string}
+	 */
+	member(id) {
+		return this.nameOf(id) || h('span', { class: 'badge badge-former' }, 'former member');
 	}
 
 	/**
@@ -238,17 +322,18 @@ export class ChatView {
 	}
 
 	close() {
+		if (this.frame !== undefined) {
+			cancelAnimationFrame(this.frame);
+		}
 		this.container.replaceChildren();
 	}
 }
 
 /**
- * "Ann", "Ann and Bob", "Ann, Bob and Cy".
- * @param {string[]} names
+ * "Ann", "Ann and Bob", "Ann, Bob and Cy", of names as text or badges.
+ * @param {Array<Node | string>} names
+ * @returns {Array<Node | string>}
  */
 function list(names) {
-	if (names.length <= 1) {
-		return names.join('');
-	}
-	return `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`;
+	return names.flatMap((n, i) => (i === 0 ? [n] : [i === names.length - 1 ? ' and ' : ', ', n]));
 }

@@ -63,7 +63,7 @@ export function explain(err) {
     case 'name_taken':
       return {
         title: 'That username is taken',
-        text: 'Someone in this room already uses that username. Choose another one.',
+        text: 'Someone in this room already uses that username, or one that looks the same (letters of another alphabet that look alike count as the same). Choose another one.',
         field: 'name',
       };
     case 'invalid_name':
@@ -99,6 +99,10 @@ export function explain(err) {
       return { title: 'Invalid duration', text: 'An invitation lasts between one minute and 30 days.' };
     case 'rate_limited':
       return { title: 'Too fast', text: 'Too many actions in a short time: wait a moment, then try again.', retry: true };
+    case 'too_many_rooms':
+      return { title: 'The server is full', text: 'This server holds as many rooms as its operator allows. Try again later, or ask its operator.', retry: true };
+    case 'invalid_key':
+      return { title: 'Your browser’s identity key was refused', text: 'Reload the page. If it happens again, this browser’s storage for this site may be damaged: clear it and ask for a new invitation.', retry: true };
     case 'unavailable':
       return { title: 'The server is busy', text: 'The server cannot reach its storage right now. Try again in a moment.', retry: true };
     case 'timeout':

@@ -60,8 +60,14 @@
  * objects with a string `type`. Types starting with "mesh." are the mesh's
  * own (for example "mesh.view", a receiver telling a sender whether and at
  * what size a video is shown); every other object is handed to listeners as
- * a "message" event (chat.js uses "chat.*").
+ * a "message" event (chat.js uses "chat.*"). Each peer has a budget of
+ * messages and volume a second on it (CHANNEL_BUDGET): what exceeds it is
+ * dropped, unparsed, and counted (inbound.refused).
  */
+
+import { MAX_CHANNEL_MESSAGE, PeerLimiter, parseChannelMessage } from './wire.js';
+
+export { MAX_CHANNEL_MESSAGE };
 
 /** @typedef {'mic' | 'camera' | 'screen' | 'screen-audio'} MediaKind */
 /** @typedef {'connecting' | 'direct' | 'relayed' | 'failed'} PeerStateName */
@@ -112,8 +118,13 @@ export const MEDIA_KINDS = /** @type {const} */ (['mic', 'camera', 'screen', 'sc
 /** @type {Record<MediaKind, 'audio' | 'video'>} */
 const TRACK_KIND = { 'mic': 'audio', 'camera': 'video', 'screen': 'video', 'screen-audio': 'audio' };
 
-/** Largest data channel message accepted, in UTF-16 code units. */
-export const MAX_CHANNEL_MESSAGE = 256 * 1024;
+/**
+ * What one peer may send over its data channel, all types together: 50
+ * messages a second (200 at once) and a million UTF-16 code units a second
+ * (two million at once: a whole chat history, with room to spare).
+ * @type {import('./wire.js').PeerBudget}
+ */
+const CHANNEL_BUDGET = { messages: 50, messageBurst: 200, units: 1_000_000, unitBurst: 2_000_000 };
 
 const MAX_LABELS = 16;
 const MAX_QUEUED_CANDIDATES = 200;
@@ -420,6 +431,8 @@ export class Mesh extends EventTarget {
 		/** @type {ReturnType<typeof setTimeout> | undefined} */
 		this.statsTimer = undefined;
 		this.closed = false;
+		/** The peers' budgets on their data channels. */
+		this.inbound = new PeerLimiter(CHANNEL_BUDGET);
 	}
 
 	/**
@@ -1330,17 +1343,11 @@ export class Mesh extends EventTarget {
 	 * @param {unknown} raw
 	 */
 	channelMessage(p, raw) {
-		if (p.closed || typeof raw !== 'string' || raw.length > MAX_CHANNEL_MESSAGE) {
+		if (p.closed || typeof raw !== 'string') {
 			return;
 		}
-		/** @type {unknown} */
-		let data;
-		try {
-			data = JSON.parse(raw);
-		} catch {
-			return;
-		}
-		if (!isObject(data) || typeof data.type !== 'string') {
+		const data = this.inbound.allow(p.id, raw.length) ? parseChannelMessage(raw) : null;
+		if (!data) {
 			return;
 		}
 		if (data.type.startsWith('mesh.')) {

@@ -260,7 +260,7 @@ export class StreamGrid {
 		const what = tile.kind === 'screen' ? (self ? 'your screen' : `${who}’s screen`) : self ? 'your camera' : `${who}’s camera`;
 		const text = tile.kind === 'screen' ? `${who} · screen` : who;
 		const muted = tile.kind === 'camera' && !this.audible.has(tile.id);
-		tile.name.replaceChildren(muted ? icon('mic', { off: true }) : '', h('span', { class: 'tile-name-text' }, text));
+		tile.name.replaceChildren(muted ? icon('mic', { off: true }) : '', h('span', { class: self ? 'tile-name-text badge-self' : 'tile-name-text' }, text));
 		tile.name.title = muted ? `${text} (microphone off)` : text;
 		tile.el.setAttribute('aria-label', muted ? `${what}, microphone off` : what);
 		tile.pin.setAttribute('aria-label', `Pin ${what}`);

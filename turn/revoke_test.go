@@ -1,0 +1,233 @@
+package turn
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"lepeerchat/store/boltstore"
+	"lepeerchat/store/redisstore"
+	"lepeerchat/store/redisstore/redistest"
+)
+
+// wantRefused checks that member's fresh credentials open no relay on s.
+func wantRefused(t *testing.T, s *Server, member string) {
+	t.Helper()
+	u, p := mintFor(member, time.Hour)
+	if r, err := turnClient(t, s, u, p).Allocate(); err == nil {
+		r.Close()
+		t.Errorf("revoked member %s allocated a relay", member)
+	}
+}
+
+func TestRevocationSurvivesARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rooms.db")
+	st, err := boltstore.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startUnclosed(t, func(c *Config) { c.Revocations = st })
+	ua, pa := mintFor("memberA", time.Hour)
+	allocate(t, turnClient(t, s, ua, pa))
+	if err := s.Revoke(t.Context(), "memberA"); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new process: a new server over the reopened file.
+	st, err = boltstore.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s = startTURN(t, func(c *Config) { c.Revocations = st })
+	wantRefused(t, s, "memberA")
+	// The credentials minted before the revocation are refused too.
+	if r, err := turnClient(t, s, ua, pa).Allocate(); err == nil {
+		r.Close()
+		t.Error("a credential minted before the revocation allocated after the restart")
+	}
+	ub, pb := mintFor("memberB", time.Hour)
+	allocate(t, turnClient(t, s, ub, pb))
+}
+
+func TestRevocationOutlivesEveryCredentialOfTheMember(t *testing.T) {
+	st := &recordingRevocations{}
+	clock := &fakeClock{now: time.Now()}
+	s := startTURN(t, func(c *Config) {
+		c.Revocations = st
+		c.Now = clock.Now
+		c.CredentialTTL = 2 * time.Hour
+		c.RefreshGrace = 3 * time.Hour
+	})
+	if err := s.Revoke(t.Context(), "memberA"); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if want := clock.Now().Add(5 * time.Hour); !st.until["memberA"].Equal(want) {
+		t.Errorf("revoked until %v, want %v: the credential lifetime and the refresh grace", st.until["memberA"], want)
+	}
+}
+
+// recordingRevocations is a Revocations that records what it is told.
+type recordingRevocations struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (r *recordingRevocations) Revoke(_ context.Context, member string, until time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.until == nil {
+		r.until = make(map[string]time.Time)
+	}
+	r.until[member] = until
+	return nil
+}
+
+func (r *recordingRevocations) Revoked(_ context.Context, member string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.until[member]
+	return ok, nil
+}
+
+func TestRevocationSpansTheCluster(t *testing.T) {
+	redis := redistest.Start(t, false)
+	open := func() *redisstore.Store {
+		st, err := redisstore.Open(t.Context(), redis.URL(), redisstore.Options{Prefix: "turn-test:"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	a := startTURN(t, func(c *Config) { c.Revocations = open() })
+	b := startTURN(t, func(c *Config) { c.Revocations = open() })
+
+	// memberA holds a relay on each node when it is kicked on node A.
+	ua, pa := mintFor("memberA", time.Hour)
+	allocate(t, turnClient(t, a, ua, pa))
+	allocate(t, turnClient(t, b, ua, pa))
+	if err := a.Revoke(t.Context(), "memberA"); err != nil {
+		t.Fatalf("Revoke on node A: %v", err)
+	}
+	if got := a.Allocations("memberA"); got != 0 {
+		t.Errorf("node A still holds %d relays of the kicked member", got)
+	}
+	// Node B refuses it a new relay, and closes the one it held.
+	wantRefused(t, b, "memberA")
+	if got := b.Allocations("memberA"); got != 0 {
+		t.Errorf("node B still holds %d relays of the kicked member after refusing it", got)
+	}
+	// And from now on refuses it without asking Redis again.
+	if !b.isRevoked("memberA") {
+		t.Error("node B did not remember the revocation it learnt")
+	}
+	ub, pb := mintFor("memberB", time.Hour)
+	allocate(t, turnClient(t, b, ub, pb))
+}
+
+func TestAllocationRefusedWhenTheStoreCannotAnswer(t *testing.T) {
+	redis := redistest.Start(t, false)
+	st, err := redisstore.Open(t.Context(), redis.URL(), redisstore.Options{Prefix: "turn-test:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := startTURN(t, func(c *Config) { c.Revocations = st })
+	redis.Kill()
+	u, p := mintFor("memberA", time.Hour)
+	_, err = turnClient(t, s, u, p).Allocate()
+	if err == nil || !strings.Contains(err.Error(), "486") {
+		t.Errorf("allocation with the store down: %v, want a 486 refusal", err)
+	}
+}
+
+func TestRelaysOnAnotherNodeCloseAtTheirNextRefresh(t *testing.T) {
+	redis := redistest.Start(t, false)
+	open := func() *redisstore.Store {
+		st, err := redisstore.Open(t.Context(), redis.URL(), redisstore.Options{Prefix: "turn-test:"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	clock := &fakeClock{now: time.Now()}
+	a := startTURN(t, func(c *Config) { c.Revocations = open() })
+	b := startTURN(t, func(c *Config) {
+		c.Revocations = open()
+		c.Now = clock.Now
+	})
+	u, p := mintFor("memberA", time.Hour)
+	cb := turnClient(t, b, u, p)
+	allocate(t, cb)
+	if err := a.Revoke(t.Context(), "memberA"); err != nil {
+		t.Fatal(err)
+	}
+	// Within recheckEvery of the allocation's look-up, node B does not
+	// ask the store again: the relay stays.
+	peer := &net.UDPAddr{IP: net.IPv4(203, 0, 113, 5), Port: 9}
+	if err := cb.CreatePermission(peer); err != nil {
+		t.Fatalf("permission: %v", err)
+	}
+	if got := b.Allocations("memberA"); got != 1 {
+		t.Fatalf("node B holds %d relays of the member before the recheck, want 1", got)
+	}
+	// Past it, the next refresh finds the revocation and closes the relay.
+	clock.Advance(recheckEvery)
+	cb.CreatePermission(peer)
+	if got := b.Allocations("memberA"); got != 0 {
+		t.Errorf("node B holds %d relays of a member revoked on node A after its refresh", got)
+	}
+}
+
+// breakableRevocations is a store that knows no revocation, and fails
+// once broken.
+type breakableRevocations struct{ broken atomic.Bool }
+
+var errStoreDown = errors.New("store down")
+
+func (b *breakableRevocations) Revoke(context.Context, string, time.Time) error {
+	if b.broken.Load() {
+		return errStoreDown
+	}
+	return nil
+}
+
+func (b *breakableRevocations) Revoked(context.Context, string) (bool, error) {
+	if b.broken.Load() {
+		return false, errStoreDown
+	}
+	return false, nil
+}
+
+func TestRevokeWithTheStoreDownStillHoldsHere(t *testing.T) {
+	st := &breakableRevocations{}
+	s := startTURN(t, func(c *Config) { c.Revocations = st })
+	u, p := mintFor("memberA", time.Hour)
+	allocate(t, turnClient(t, s, u, p))
+	st.broken.Store(true)
+	if err := s.Revoke(t.Context(), "memberA"); !errors.Is(err, errStoreDown) {
+		t.Errorf("Revoke with the store down: %v, want the store's error", err)
+	}
+	if got := s.Allocations("memberA"); got != 0 {
+		t.Errorf("memberA holds %d relays after a Revoke the store failed", got)
+	}
+	if !s.isRevoked("memberA") {
+		t.Error("the revocation the store failed to keep is not held in memory")
+	}
+}
