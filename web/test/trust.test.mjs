@@ -1,6 +1,6 @@
 // The pure parts of trust.js and the mesh's session limiter, without a
 // browser: the safety code's input and value (the test vector of
-// docs/protocol.md, "Safety code"), fingerprints read from SDP, what counts
+// docs/protocol.md §11.2), fingerprints read from SDP, what counts
 // as a changed key or certificate, the keyring and the chat signer.
 // Run: node --test web/test/
 
@@ -26,7 +26,7 @@ import {
 /** @param {number} first */
 const fingerprint = (first) => 'sha-256 ' + Array.from({ length: 32 }, (_, i) => (first + i).toString(16).toUpperCase()).join(':');
 
-// The worked example of docs/protocol.md.
+// The worked example of docs/protocol.md §11.2.
 const VECTOR = [
 	{ id: 'mB', key: 'BLc3L6Kprx16TmFy0vxTRfDnRJtGFjj18bDAIfxEgwBpJxP8rnw84lduF8CFG36Wih7A3t4e0x472a_poT7kNDk', fingerprint: fingerprint(0xb0) },
 	{ id: 'mA', key: 'BIGwPSxXit8VdUoihoaKEpE5q8_agR9-VqGCAuPzqq5u1GutT-NFf3Wzm9yUlY7JY9O04agUGsSZOFuziCKBe-I', fingerprint: fingerprint(0xa0) },

@@ -359,9 +359,8 @@ export class ServerConnection extends EventTarget {
   /**
    * A create, join or rejoin with this browser's identity key for the
    * room; the new key of a create or join is kept as the member's once the
-   * reply names it. Without WebCrypto or IndexedDB (an insecure context),
-   * or to a server that does not know the field, the request goes without
-   * a key.
+   * reply names it. Without WebCrypto or IndexedDB (an insecure context)
+   * the request goes without a key.
    * @param {string} type
    * @param {any} fields
    * @param {number} timeout
@@ -384,16 +383,7 @@ export class ServerConnection extends EventTarget {
     } catch (err) {
       console.debug('lepeerchat: no identity key', err);
     }
-    let reply;
-    try {
-      reply = await this.#request(type, key ? { ...fields, key } : fields, timeout, retry, internal);
-    } catch (err) {
-      // A server older than the key binding refuses the field: nothing
-      // can be bound there, so the request goes again without it.
-      const perr = /** @type {ProtocolError} */ (err);
-      if (!key || perr.code !== 'bad_message' || !perr.message.includes('"key"')) throw err;
-      return this.#request(type, fields, timeout, retry, internal);
-    }
+    const reply = await this.#request(type, key ? { ...fields, key } : fields, timeout, retry, internal);
     if (fresh && this.keys && reply?.room?.id && reply?.self?.id) {
       await this.keys.keep(reply.room.id, reply.self.id, fresh).catch((err) => console.debug('lepeerchat: identity key not kept', err));
     }

@@ -1,7 +1,7 @@
 // @ts-check
 /**
- * @file Who is who in a room, and proof of it (docs/protocol.md, "Identity
- * keys" and "Safety code"):
+ * @file Who is who in a room, and proof of it (docs/protocol.md §7.2 and
+ * §11):
  *
  * - each member's identity key: an ECDSA P-256 key pair made here with
  *   WebCrypto (the private key cannot be exported), kept per room and
@@ -401,14 +401,7 @@ export class Keyring {
 	 * @returns {Promise<IdentityKey>}
 	 */
 	identity(room, member) {
-		const id = `${room} ${member}`;
-		let p = this.identities.get(id);
-		if (!p) {
-			p = this.#loadIdentity(room, member);
-			this.identities.set(id, p);
-			p.catch(() => this.identities.delete(id));
-		}
-		return p;
+		return once(this.identities, room, member, () => this.#loadIdentity(room, member));
 	}
 
 	/**
@@ -456,14 +449,7 @@ export class Keyring {
 	 * @returns {Promise<RTCCertificate>}
 	 */
 	certificate(room, member) {
-		const id = `${room} ${member}`;
-		let p = this.certificates.get(id);
-		if (!p) {
-			p = this.#loadCertificate(room, member);
-			this.certificates.set(id, p);
-			p.catch(() => this.certificates.delete(id));
-		}
-		return p;
+		return once(this.certificates, room, member, () => this.#loadCertificate(room, member));
 	}
 
 	/**
@@ -523,6 +509,28 @@ export class Keyring {
 		this.certificates.clear();
 		await this.store.forgetAll();
 	}
+}
+
+/**
+ * The promise kept in map for a room and member, or a new one from load
+ * (forgotten if it fails, so that the next caller tries again): every
+ * caller gets the same key or certificate, never two made at once.
+ * @template T
+ * @param {Map<string, Promise<T>>} map
+ * @param {string} room
+ * @param {string} member
+ * @param {() => Promise<T>} load
+ * @returns {Promise<T>}
+ */
+function once(map, room, member, load) {
+	const id = `${room} ${member}`;
+	let p = map.get(id);
+	if (!p) {
+		p = load();
+		map.set(id, p);
+		p.catch(() => map.delete(id));
+	}
+	return p;
 }
 
 /** The page's keyring: in IndexedDB when the browser has it. */
