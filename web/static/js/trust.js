@@ -643,6 +643,11 @@ export class SafetyPanel {
 	 * @param {number} members
 	 */
 	show(code, members) {
+		// The code is an <output>, a polite live region: touched only when it
+		// changes, it is read out only then (not on every connection's stats).
+		if (this.code.textContent === code && this.code.dataset.members === String(members)) {
+			return;
+		}
 		this.code.textContent = code;
 		this.code.dataset.members = String(members);
 		const others = members - 1;
