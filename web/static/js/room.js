@@ -425,7 +425,6 @@ class RoomView {
     // Said once: an alert read again on every update would drown the page.
     if (text !== null && shown?.querySelector('p')?.textContent === text) return;
     shown?.remove();
-    li.classList.toggle('is-warned', text !== null);
     if (text === null) return;
     const name = this.session?.members.get(memberId)?.name ?? '';
     const ok = h('button', { type: 'button', class: 'secondary small member-warning-ok', 'aria-label': `I checked the safety code with ${name}` }, 'I checked');
