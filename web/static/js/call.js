@@ -18,24 +18,34 @@ import { icon, setIcon } from './icons.js';
 import { LocalMedia, RemoteAudio, SpeakingDetector } from './media.js';
 import { Mesh } from './mesh.js';
 import { SELF, StreamGrid } from './streams.js';
+import { RoomTrust, Signer, keyring, sdpFingerprint } from './trust.js';
 
 /** @typedef {import('./room.js').RoomSession} RoomSession */
 /** @typedef {import('./room.js').Sharing} Sharing */
 /** @typedef {import('./mesh.js').MediaKind} MediaKind */
-/** @typedef {import('./chat.js').ChatSigner} ChatSigner */
 
 /** @type {Record<MediaKind, Sharing | null>} */
 const SHARING = { 'mic': 'microphone', 'camera': 'camera', 'screen': 'screen', 'screen-audio': null };
 
 /**
- * Starts the call UI in the room page.
+ * Starts the call UI in the room page, once this member's identity key
+ * and certificate for the room are at hand (trust.js).
  * @param {RoomSession} room
- * @param {ChatSigner} signer signs our chat messages and verifies the others' (trust.js)
- * @returns {() => void} the cleanup
+ * @returns {Promise<() => void>} the cleanup
  */
-export function mount(room, signer) {
+export async function mount(room) {
 	const signal = room.lifetime;
 	const selfId = room.selfId;
+	/** @param {unknown} err */
+	const without = (err) => {
+		console.warn('lepeerchat: no identity key or certificate kept (an insecure context?)', err);
+		return null;
+	};
+	const [identity, certificate, seen] = await Promise.all([
+		keyring.identity(room.roomId, selfId).catch(without),
+		keyring.certificate(room.roomId, selfId).catch(without),
+		keyring.seen(room.roomId),
+	]);
 	/** Names of everyone seen in this room, kept after they leave (for the chat). */
 	/** @type {Map<string, string>} */
 	const names = new Map();
@@ -99,11 +109,29 @@ export function mount(room, signer) {
 	const controls = new MediaControls(room.elements.mediaControls, { local, remoteAudio });
 	const volumes = new MemberVolumes(remoteAudio, nameOf);
 
+	/** The safety code, and who changed keys: see trust.js. */
+	const trust = new RoomTrust({
+		roomId: room.roomId,
+		selfId,
+		identity,
+		selfBound: !!room.members.get(selfId)?.key,
+		certificate,
+		keyring,
+		seen,
+		panel: room.safety,
+		members: () => room.peers(),
+		fingerprintOf: (id) => {
+			const pc = mesh?.connection(id);
+			return pc?.connectionState === 'connected' ? sdpFingerprint(pc.currentRemoteDescription?.sdp ?? '') : null;
+		},
+		warn: (id, text, acknowledge) => room.setMemberWarning(id, text, acknowledge),
+	});
+
 	/** The chat outlives a mesh replaced after "detached": it sends through the current one. */
 	const chat = new Chat({
 		selfId,
 		roomId: room.roomId,
-		signer,
+		signer: new Signer(identity?.privateKey ?? null, (author) => trust.keysOf(author)),
 		transport: {
 			send: (id, data) => mesh?.send(id, data) ?? false,
 			broadcast: (data) => mesh?.broadcast(data) ?? [],
@@ -139,11 +167,20 @@ export function mount(room, signer) {
 
 	/** @returns {Mesh} */
 	const startMesh = () => {
-		const m = new Mesh({ selfId, signaller: { send: (to, d) => room.sendSignal(to, d) }, iceServers: room.iceServers });
-		m.on('peerstate', (ev) => room.setPeerState(ev.detail.id, ev.detail.state, ev.detail.rttMs));
+		const m = new Mesh({
+			selfId,
+			signaller: { send: (to, d) => room.sendSignal(to, d) },
+			iceServers: room.iceServers,
+			...(certificate ? { certificates: [certificate] } : {}),
+		});
+		m.on('peerstate', (ev) => {
+			room.setPeerState(ev.detail.id, ev.detail.state, ev.detail.rttMs);
+			trust.update();
+		});
 		m.on('peerremoved', (ev) => {
 			const id = ev.detail.id;
 			room.setPeerState(id, null);
+			trust.update();
 			chat.peerRemoved(id);
 			grid.removeMember(id);
 			remoteAudio.detach(id);
@@ -207,6 +244,7 @@ export function mount(room, signer) {
 		return m;
 	};
 	mesh = startMesh();
+	trust.update();
 
 	room.on('signal', ({ from, data }) => mesh?.handleSignal(from, data), { signal });
 	room.on('member.joined', ({ member }) => mesh?.addPeer(member.id), { signal });
@@ -218,6 +256,7 @@ export function mount(room, signer) {
 		'members',
 		() => {
 			local.setRoomSize(Math.max(2, onlineCount())).catch(() => {});
+			trust.update();
 			if (learnNames()) {
 				grid.renameAll();
 				chatView.renameAll();
@@ -322,6 +361,7 @@ export function mount(room, signer) {
 		window.removeEventListener('pageshow', onPageShow);
 		mesh?.close();
 		mesh = null;
+		trust.close();
 		local.close();
 		remoteAudio.close();
 		speaking.close();

@@ -13,6 +13,8 @@
  * @property {number} lastUsed when this browser last entered the room (ms since the epoch)
  */
 
+import { keyring } from './trust.js';
+
 const KEY = 'lepeerchat.identities.v1';
 const NAME_KEY = 'lepeerchat.lastName';
 
@@ -123,18 +125,25 @@ export function touchIdentity(roomId, names) {
 }
 
 /**
- * Forgets the identity of one room. Coming back will need an invitation.
+ * Forgets the identity of one room, with its identity key, certificate and
+ * what was seen of the others (trust.js). Coming back will need an
+ * invitation.
  * @param {string} roomId
  */
 export function forgetIdentity(roomId) {
   const all = load();
   delete all[roomId];
   store(all);
+  keyring.forgetRoom(roomId).catch((err) => console.debug('lepeerchat: keys of the room not forgotten', err));
 }
 
-/** Forgets every identity, and the username kept to prefill forms. */
+/**
+ * Forgets every identity, every key and certificate, and the username
+ * kept to prefill forms.
+ */
 export function forgetAllIdentities() {
   store({});
+  keyring.forgetAll().catch((err) => console.debug('lepeerchat: keys not forgotten', err));
   try {
     storage?.removeItem(NAME_KEY);
   } catch {

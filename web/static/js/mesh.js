@@ -18,6 +18,18 @@
  *   {sid, candidate: {candidate, sdpMid, sdpMLineIndex, usernameFragment}}
  *   {sid, hello: true, restart?: true}
  *
+ * A peer may start afresh only so often (SessionLimiter): a member that
+ * sends signals with ever new sids, or hellos that ask for a new
+ * connection, would otherwise make us rebuild a connection, and answer
+ * with an offer, for each one. A new session past
+ * the limit is ignored and counted, and the newest one is taken once the
+ * limit allows; the first after a quiet spell is taken at once, so that a
+ * real reconnection is never slowed.
+ *
+ * Every connection uses the certificates passed in (one DTLS certificate
+ * for all of a member's connections, so that the others can recognise it:
+ * trust.js).
+ *
  * Roles: of two members, the one whose id sorts first is "polite". The
  * impolite side makes the first offer; the polite side only says hello
  * (repeated until the offer comes) and adds its data channel and tracks once
@@ -123,6 +135,54 @@ const OFFER_TIMEOUT_MS = 10_000;
 const DISCONNECTED_RESTART_MS = 5_000;
 /** How long the polite side waits before asking again for the first offer, or for a restart. */
 const HELLO_RETRY_MS = 5_000;
+/** New sessions a peer may start at once with us… */
+const SESSION_BURST = 4;
+/** …and then one per this many ms. */
+const SESSION_REFILL_MS = 15_000;
+
+/**
+ * How often each peer may start a new session with us: a token bucket per
+ * peer, SESSION_BURST deep, refilled by one every SESSION_REFILL_MS.
+ */
+export class SessionLimiter {
+	/**
+	 * @param {{burst?: number, refillMs?: number, now?: () => number}} [options]
+	 */
+	constructor({ burst = SESSION_BURST, refillMs = SESSION_REFILL_MS, now = () => performance.now() } = {}) {
+		this.burst = burst;
+		this.refillMs = refillMs;
+		this.now = now;
+		/** @type {Map<string, {tokens: number, at: number}>} peers with tokens spent */
+		this.buckets = new Map();
+		/** New sessions refused so far, all peers together. */
+		this.refused = 0;
+	}
+
+	/**
+	 * Takes one new session of a peer if it may start one now.
+	 * @param {string} id
+	 * @returns {number} 0 when it may (and is counted), else the ms until it may
+	 */
+	take(id) {
+		const now = this.now();
+		const b = this.buckets.get(id);
+		const tokens = b ? Math.min(this.burst, b.tokens + (now - b.at) / this.refillMs) : this.burst;
+		// A full bucket is the default: forget it, so that the map holds only
+		// peers that started sessions recently.
+		for (const [other, ob] of this.buckets) {
+			if (other !== id && ob.tokens + (now - ob.at) / this.refillMs >= this.burst) {
+				this.buckets.delete(other);
+			}
+		}
+		if (tokens >= 1) {
+			this.buckets.set(id, { tokens: tokens - 1, at: now });
+			return 0;
+		}
+		this.buckets.set(id, { tokens, at: now });
+		this.refused++;
+		return Math.ceil((1 - tokens) * this.refillMs);
+	}
+}
 
 /**
  * @param {unknown} v
@@ -336,8 +396,10 @@ export class Mesh extends EventTarget {
 	 * @param {RTCIceServer[]} [options.iceServers] STUN/TURN servers (none by default: host candidates only)
 	 * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] "relay" forces TURN
 	 * @param {number} [options.statsIntervalMs] how often connected peers' stats are read (default 2500)
+	 * @param {RTCCertificate[]} [options.certificates] the DTLS certificates of every connection (default: one per connection, made by the browser)
+	 * @param {SessionLimiter} [options.sessions] how often a peer may start a new session
 	 */
-	constructor({ selfId, signaller, iceServers = [], iceTransportPolicy = 'all', statsIntervalMs = 2500 }) {
+	constructor({ selfId, signaller, iceServers = [], iceTransportPolicy = 'all', statsIntervalMs = 2500, certificates, sessions = new SessionLimiter() }) {
 		super();
 		if (!selfId) {
 			throw new TypeError('Mesh: selfId is required');
@@ -345,7 +407,16 @@ export class Mesh extends EventTarget {
 		this.selfId = selfId;
 		this.signaller = signaller;
 		/** @type {RTCConfiguration} */
-		this.config = { iceServers, iceTransportPolicy, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+		this.config = { iceServers, iceTransportPolicy, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...(certificates ? { certificates } : {}) };
+		this.sessions = sessions;
+		/**
+		 * Per peer, the newest signal of a new session refused by the limiter,
+		 * taken when the limiter allows.
+		 * @type {Map<string, {data: Record<string, unknown>, timer: ReturnType<typeof setTimeout>}>}
+		 */
+		this.deferred = new Map();
+		/** @type {Map<string, string>} the last session id each peer used, kept across rebuilds */
+		this.remoteSids = new Map();
 		this.statsIntervalMs = statsIntervalMs;
 		/** @type {Map<string, Peer>} */
 		this.peerMap = new Map();
@@ -474,6 +545,8 @@ export class Mesh extends EventTarget {
 			return;
 		}
 		this.removed.set(id, p.remoteSid);
+		clearTimeout(this.deferred.get(id)?.timer);
+		this.deferred.delete(id);
 		this.dropPeer(p);
 		this.emit('peerremoved', { id });
 		this.roomSizeChanged();
@@ -488,6 +561,10 @@ export class Mesh extends EventTarget {
 	close() {
 		this.closed = true;
 		clearTimeout(this.statsTimer);
+		for (const d of this.deferred.values()) {
+			clearTimeout(d.timer);
+		}
+		this.deferred.clear();
 		for (const p of this.peerMap.values()) {
 			this.sendControl(p, { type: 'mesh.bye' });
 		}
@@ -642,6 +719,15 @@ export class Mesh extends EventTarget {
 			return;
 		}
 		let p = this.peerMap.get(from);
+		// A session is new when its sid is not the last one this peer used,
+		// whatever became of our connection since (rebuilt, removed): a
+		// rebuilt connection must not let any sid in as a first contact.
+		const known = this.remoteSids.get(from);
+		const fresh = known === undefined ? !p : known !== sid;
+		if (fresh && !this.mayStart(from, data)) {
+			return;
+		}
+		this.remoteSids.set(from, sid);
 		if (!p) {
 			if (this.removed.has(from) && this.removed.get(from) === sid) {
 				return; // a late signal of a connection we closed
@@ -669,7 +755,43 @@ export class Mesh extends EventTarget {
 		});
 	}
 
+	/** New sessions refused so far because peers started too many. */
+	get refusedSessions() {
+		return this.sessions.refused;
+	}
+
 	// ---- internals -------------------------------------------------------
+
+	/**
+	 * Whether a peer may start a new session now (a signal with a new sid).
+	 * If not, the signal is kept, replacing any kept before, and handled
+	 * again once the limiter allows.
+	 * @param {string} from
+	 * @param {Record<string, unknown>} data
+	 * @returns {boolean}
+	 */
+	mayStart(from, data) {
+		const kept = this.deferred.get(from);
+		if (kept) {
+			kept.data = data;
+			this.sessions.refused++;
+			return false;
+		}
+		const wait = this.sessions.take(from);
+		if (wait === 0) {
+			return true;
+		}
+		const timer = setTimeout(() => {
+			const d = this.deferred.get(from);
+			this.deferred.delete(from);
+			if (d) {
+				this.handleSignal(from, d.data);
+			}
+		}, wait);
+		this.deferred.set(from, { data, timer });
+		return false;
+	}
+
 
 	/**
 	 * @param {string} id
@@ -903,7 +1025,12 @@ export class Mesh extends EventTarget {
 				return;
 			}
 			if (!pc.remoteDescription || cs === 'new' || cs === 'failed' || cs === 'closed') {
-				this.rebuild(p);
+				// A rebuild is a new session too: a peer repeating its hello
+				// may have one only as often as the limiter allows (it says
+				// hello again until it gets its offer).
+				if (this.sessions.take(p.id) === 0) {
+					this.rebuild(p);
+				}
 			} else if (cs !== 'connected' || data.restart === true) {
 				pc.restartIce();
 			}

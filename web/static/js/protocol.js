@@ -10,6 +10,11 @@
 //   const joined = await conn.request('rejoin', creds);
 //   conn.setRejoin(creds);            // rejoin by itself after a reconnect
 //   conn.on('member.connected', ({ member }) => ...);
+//
+// create, join and rejoin carry this browser's identity key for the room
+// (trust.js): the connection adds it by itself.
+
+import { keyring } from './trust.js';
 
 /** WebSocket subprotocol naming the protocol version this client speaks. */
 export const SUBPROTOCOL = 'lepeerchat.v1';
@@ -17,9 +22,9 @@ export const SUBPROTOCOL = 'lepeerchat.v1';
 export const PROTOCOL_VERSION = 1;
 
 /**
- * @typedef {{id: string, name: string, online: boolean}} MemberView
+ * @typedef {{id: string, name: string, online: boolean, key?: string}} MemberView
  * @typedef {{id: string, name: string, owner: string, locked: boolean, members: MemberView[]}} RoomView
- * @typedef {{id: string, name: string, secret?: string}} SelfView
+ * @typedef {{id: string, name: string, secret?: string, key?: string}} SelfView
  * @typedef {{urls: string[], username?: string, credential?: string}} IceServer
  * @typedef {{type: 'joined', re?: number, room: RoomView, self: SelfView, iceServers?: IceServer[], iceExpires?: string}} JoinedReply
  * @typedef {{room: string, member: string, secret: string}} Credentials
@@ -32,6 +37,8 @@ export const PROTOCOL_VERSION = 1;
 
 /**
  * Every request: its fields (besides "type" and "id") and its positive reply.
+ * The identity key of create, join and rejoin is added by the connection
+ * (see IdentityKeys).
  * @typedef {{
  *   ping: [{}, {type: 'pong'}],
  *   create: [{room: string, name: string}, JoinedReply],
@@ -48,6 +55,20 @@ export const PROTOCOL_VERSION = 1;
  *   signal: [{to: string, data: object}, OkReply],
  * }} Requests
  */
+
+/**
+ * Where the connection takes the identity key it announces (protocol §7.2):
+ * for a rejoin the member's own, for a create or join a new one, kept as
+ * the member's once the server answers with its id. trust.js's keyring.
+ * @typedef {{
+ *   identity(room: string, member: string): Promise<{key: string}>,
+ *   fresh(): Promise<import('./trust.js').IdentityKey>,
+ *   keep(room: string, member: string, key: import('./trust.js').IdentityKey): Promise<void>,
+ * }} IdentityKeys
+ */
+
+/** The requests that announce an identity key. */
+const IDENTIFYING = new Set(['create', 'join', 'rejoin']);
 
 /**
  * connecting: the first attempt; open: usable (and back in the room, if
@@ -78,6 +99,7 @@ export const PROTOCOL_VERSION = 1;
  *   'member.joined': {type: 'member.joined', member: MemberView},
  *   'member.connected': {type: 'member.connected', member: MemberView},
  *   'member.disconnected': {type: 'member.disconnected', member: MemberView},
+ *   'member.key': {type: 'member.key', member: MemberView},
  *   'member.left': {type: 'member.left', member: string, kicked?: boolean, owner: string},
  *   'room.locked': {type: 'room.locked', locked: boolean},
  *   'session.replaced': {type: 'session.replaced'},
@@ -97,6 +119,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {number} [pongTimeout] ms a ping may take before the socket is deemed dead (8 s)
  * @property {number} [backoffBase] first reconnection delay, ms (500)
  * @property {number} [backoffMax] longest reconnection delay, ms (30 s)
+ * @property {IdentityKeys | null} [keys] identity keys to announce (the page's keyring; null: none)
  */
 
 /**
@@ -191,6 +214,8 @@ export class ServerConnection extends EventTarget {
     this.pongTimeout = options.pongTimeout ?? 8_000;
     this.backoffBase = options.backoffBase ?? 500;
     this.backoffMax = options.backoffMax ?? 30_000;
+    /** @type {IdentityKeys | null} */
+    this.keys = options.keys === undefined ? keyring : options.keys;
     /** @type {Welcome | null} the last welcome: version and limits */
     this.welcome = null;
   }
@@ -264,7 +289,10 @@ export class ServerConnection extends EventTarget {
    * @returns {Promise<Requests[K][1]>}
    */
   request(type, fields, options = {}) {
-    return this.#request(type, fields ?? {}, options.timeout ?? this.requestTimeout, options.retry ?? false, false);
+    const timeout = options.timeout ?? this.requestTimeout;
+    const retry = options.retry ?? false;
+    if (IDENTIFYING.has(type)) return this.#identified(type, fields ?? {}, timeout, retry, false);
+    return this.#request(type, fields ?? {}, timeout, retry, false);
   }
 
   /**
@@ -327,6 +355,40 @@ export class ServerConnection extends EventTarget {
   }
 
   // --- internals -----------------------------------------------------
+
+  /**
+   * A create, join or rejoin with this browser's identity key for the
+   * room; the new key of a create or join is kept as the member's once the
+   * reply names it. Without WebCrypto or IndexedDB (an insecure context)
+   * the request goes without a key.
+   * @param {string} type
+   * @param {any} fields
+   * @param {number} timeout
+   * @param {boolean} retry
+   * @param {boolean} internal
+   * @returns {Promise<any>}
+   */
+  async #identified(type, fields, timeout, retry, internal) {
+    /** @type {import('./trust.js').IdentityKey | null} */
+    let fresh = null;
+    /** @type {string | undefined} */
+    let key;
+    try {
+      if (this.keys && type === 'rejoin') {
+        key = (await this.keys.identity(fields.room, fields.member)).key;
+      } else if (this.keys) {
+        fresh = await this.keys.fresh();
+        key = fresh.key;
+      }
+    } catch (err) {
+      console.debug('lepeerchat: no identity key', err);
+    }
+    const reply = await this.#request(type, key ? { ...fields, key } : fields, timeout, retry, internal);
+    if (fresh && this.keys && reply?.room?.id && reply?.self?.id) {
+      await this.keys.keep(reply.room.id, reply.self.id, fresh).catch((err) => console.debug('lepeerchat: identity key not kept', err));
+    }
+    return reply;
+  }
 
   /**
    * @param {string} type
@@ -480,7 +542,7 @@ export class ServerConnection extends EventTarget {
     const ws = this.#ws;
     if (creds) {
       try {
-        const joined = await this.#request('rejoin', creds, this.requestTimeout, false, true);
+        const joined = await this.#identified('rejoin', creds, this.requestTimeout, false, true);
         if (this.#ws !== ws) return;
         this.#setOpen();
         this.#emit('rejoined', joined);

@@ -23,14 +23,18 @@
 //   room.roomId, room.roomName
 //   room.selfId, room.selfName
 //   room.ownerId, room.isOwner, room.locked
-//   room.members       Map<memberId, {id, name, online}>, self included,
-//                      in joining order; always current when an event fires
+//   room.members       Map<memberId, {id, name, online, key?}>, self
+//                      included, in joining order; always current when an
+//                      event fires (key: the identity key the server bound)
 //   room.peers()       the other members, as an array
 //   room.elements      {streams: <section id="streams">,
 //                       mediaControls: <div id="media-controls">,
 //                       chat: <section id="chat">}: empty containers the
 //                      modules fill (#streams and #media-controls sit in the
 //                      main column, #chat in the side column)
+//   room.safety        the SafetyPanel (trust.js) in the people panel,
+//                      under the member list, built with the page (nothing
+//                      moves when the code comes), for RoomTrust to fill
 //   room.iceServers    the STUN/TURN servers the server gave this member
 //                      (RTCIceServer[]; [] when it gives none), kept
 //                      fresh: "iceservers" fires when they are renewed
@@ -48,6 +52,9 @@
 //   room.setMemberActivity(memberId, {speaking, sharing})
 //                      shows who speaks (boolean) and shares what (array of
 //                      "microphone" | "camera" | "screen")
+//   room.setMemberWarning(memberId, text, acknowledge)
+//                      shows a warning in a member's row (text null hides
+//                      it), with a button that calls acknowledge
 // Events (detail):
 //   "signal"              {from, data}: signalling from another member;
 //                         the signals that came before the first listener
@@ -59,6 +66,7 @@
 //                         gone (closed tab, or the server restarting). Its
 //                         peer connection may still carry media: do not
 //                         tear that down on this alone.
+//   "member.key"          {member}: a member's bound identity key changed
 //   "member.left"         {member, kicked}: left for good, or was removed
 //                         (also when this page's owner removed the member)
 //   "owner"               {ownerId}: ownership passed to another member
@@ -82,10 +90,11 @@ import { h, replace } from './dom.js';
 import { explain } from './errors.js';
 import { credentialsOf, dropInviteToken, forgetIdentity, getIdentity, touchIdentity } from './identity.js';
 import { mountOwnerTools } from './owner.js';
+import { SafetyPanel } from './trust.js';
 import { confirmDialog, people } from './ui.js';
 
 /**
- * @typedef {{id: string, name: string, online: boolean}} Member
+ * @typedef {{id: string, name: string, online: boolean, key?: string}} Member
  * @typedef {'connecting' | 'direct' | 'relayed' | 'failed'} PeerState
  * @typedef {'microphone' | 'camera' | 'screen'} Sharing
  * @typedef {{speaking?: boolean, sharing?: Sharing[]}} Activity
@@ -98,6 +107,7 @@ import { confirmDialog, people } from './ui.js';
  *   'member.joined': {member: Member},
  *   'member.connected': {member: Member},
  *   'member.disconnected': {member: Member},
+ *   'member.key': {member: Member},
  *   'member.left': {member: Member, kicked: boolean},
  *   owner: {ownerId: string},
  *   locked: {locked: boolean},
@@ -113,6 +123,7 @@ import { confirmDialog, people } from './ui.js';
  * @property {HTMLElement} streams
  * @property {HTMLElement} mediaControls
  * @property {HTMLElement} chat
+ * @property {HTMLElement} safety where the safety code goes (see RoomSession#safety)
  */
 
 /**
@@ -177,6 +188,7 @@ export class RoomSession extends EventTarget {
     for (const m of joined.room.members) this.members.set(m.id, { ...m });
     /** @type {RTCIceServer[]} */
     this.iceServers = joined.iceServers ?? [];
+    this.safety = new SafetyPanel(elements.safety);
     /**
      * Signals that came before anyone listened for them (between the
      * "joined" reply and the call module's mount: the others' first offers
@@ -219,6 +231,15 @@ export class RoomSession extends EventTarget {
    */
   setMemberActivity(memberId, activity) {
     this.view.activity(memberId, activity);
+  }
+
+  /**
+   * @param {string} memberId
+   * @param {string | null} text
+   * @param {() => void} acknowledge
+   */
+  setMemberWarning(memberId, text, acknowledge) {
+    this.view.warning(memberId, text, acknowledge);
   }
 
   /**
@@ -390,6 +411,28 @@ class RoomView {
   }
 
   /**
+   * Shows a warning in a member's row, with a button that acknowledges it,
+   * or removes it with null. The row keeps it across renders; the same
+   * text again changes nothing.
+   * @param {string} memberId
+   * @param {string | null} text
+   * @param {() => void} acknowledge
+   */
+  warning(memberId, text, acknowledge) {
+    const li = this.#items.get(memberId);
+    if (!li) return;
+    const shown = li.querySelector('.member-warning');
+    // Said once: an alert read again on every update would drown the page.
+    if (text !== null && shown?.querySelector('p')?.textContent === text) return;
+    shown?.remove();
+    if (text === null) return;
+    const name = this.session?.members.get(memberId)?.name ?? '';
+    const ok = h('button', { type: 'button', class: 'secondary small member-warning-ok', 'aria-label': `I checked the safety code with ${name}` }, 'I checked');
+    ok.addEventListener('click', () => acknowledge());
+    li.append(h('div', { class: 'member-warning', role: 'alert' }, h('p', null, text), ok));
+  }
+
+  /**
    * Shows a message above the room, or hides it with null.
    * @param {string | null} text
    * @param {HTMLElement | null} [action]
@@ -475,7 +518,8 @@ export function renderRoom(ctx, roomId, token) {
     const streams = h('section', { id: 'streams', 'aria-label': 'Streams' });
     const mediaControls = h('div', { id: 'media-controls', role: 'group', 'aria-label': 'Microphone, camera and screen' });
     const chat = h('section', { id: 'chat', 'aria-label': 'Chat' });
-    const s = new RoomSession(conn, joined, { streams, mediaControls, chat }, life.signal, view);
+    const safety = h('div', { id: 'safety', class: 'safety', role: 'group' });
+    const s = new RoomSession(conn, joined, { streams, mediaControls, chat, safety }, life.signal, view);
     session = s;
     current = s;
     view.session = s;
@@ -517,6 +561,7 @@ export function renderRoom(ctx, roomId, token) {
             { id: 'members', class: 'panel', 'aria-labelledby': 'members-title' },
             h('h2', { id: 'members-title' }, 'People ', view.count),
             view.list,
+            safety,
             connectionTest(s),
           ),
           ownerTools,
@@ -552,7 +597,9 @@ export function renderRoom(ctx, roomId, token) {
     const signal = life.signal;
     /** @param {import('./protocol.js').MemberView} m */
     const upsert = (m) => {
+      /** @type {Member} */
       const member = { id: m.id, name: m.name, online: m.online };
+      if (m.key) member.key = m.key;
       s.members.set(m.id, member);
       return member;
     };
@@ -588,6 +635,16 @@ export function renderRoom(ctx, roomId, token) {
         const member = upsert({ ...msg.member, online: false });
         changed();
         s.emit('member.disconnected', { member });
+      },
+      { signal },
+    );
+    conn.on(
+      'member.key',
+      (msg) => {
+        if (!s.members.has(msg.member.id)) return;
+        const member = upsert({ ...msg.member, online: true });
+        changed();
+        s.emit('member.key', { member });
       },
       { signal },
     );
