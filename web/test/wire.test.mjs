@@ -1,10 +1,10 @@
 // Tests of web/static/js/wire.js: the checks of what peers send, and the
-// per-peer budgets. Run: node --test web/test/
+// per-peer budgets, the framing. Run: node --test web/test/
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-	MAX_CHANNEL_MESSAGE, PeerLimiter, TokenBucket, isId, isIntIn, isShowableTime, isSig, isText, parseChannelMessage,
+	MAX_CHANNEL_MESSAGE, PeerLimiter, TokenBucket, isId, isIntIn, isShowableTime, isSig, isText, lengthPrefixed, parseChannelMessage,
 } from '../static/js/wire.js';
 
 test('parseChannelMessage takes a JSON object with a short string type, and nothing else', () => {
@@ -86,4 +86,10 @@ test('a peer limiter bounds messages and volume per peer, each peer on its own',
 	now += 1000;
 	assert.ok(c.allow('c', 990), 'a message refused for its count takes no volume');
 	assert.deepEqual([c.allowed, c.refused], [2, 1], 'what was let through and refused is counted');
+});
+
+test('length-prefixed fields are a 4-byte big-endian UTF-8 length, then the bytes', () => {
+	assert.deepEqual([...lengthPrefixed(['ab', '', 'é'])], [0, 0, 0, 2, 0x61, 0x62, 0, 0, 0, 0, 0, 0, 0, 2, 0xc3, 0xa9]);
+	// Moving a character across a boundary changes the bytes.
+	assert.notDeepEqual(lengthPrefixed(['ab', 'c']), lengthPrefixed(['a', 'bc']));
 });
