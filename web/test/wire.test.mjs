@@ -72,6 +72,21 @@ test('a token bucket lets a burst through, then its rate', () => {
 	assert.equal(b.take(1), false);
 });
 
+test('a token bucket says how long until it has enough, and when it is full again', () => {
+	let now = 0;
+	const b = new TokenBucket(2, 4, () => now);
+	assert.ok(b.full(), 'a new bucket is full');
+	assert.equal(b.wait(4), 0);
+	assert.ok(b.take(4));
+	assert.equal(b.full(), false);
+	assert.equal(b.wait(1), 500, 'one unit at 2 a second');
+	now = 500;
+	assert.equal(b.wait(1), 0);
+	assert.equal(b.wait(3), 1000);
+	now = 2000;
+	assert.ok(b.full(), 'refilled to the burst');
+});
+
 test('a peer limiter bounds messages and volume per peer, each peer on its own', () => {
 	let now = 0;
 	const l = new PeerLimiter({ messages: 10, messageBurst: 3, units: 100, unitBurst: 100 }, () => now);

@@ -144,20 +144,40 @@ export class TokenBucket {
 		this.at = now();
 	}
 
+	/** Adds what the time since the last look has earned, up to the burst. */
+	refill() {
+		const t = this.now();
+		this.tokens = Math.min(this.burst, this.tokens + ((t - this.at) / 1000) * this.rate);
+		this.at = t;
+	}
+
 	/**
 	 * Takes n units if there are that many; otherwise takes nothing.
 	 * @param {number} n
 	 * @returns {boolean} whether they were taken
 	 */
 	take(n) {
-		const t = this.now();
-		this.tokens = Math.min(this.burst, this.tokens + ((t - this.at) / 1000) * this.rate);
-		this.at = t;
+		this.refill();
 		if (n > this.tokens) {
 			return false;
 		}
 		this.tokens -= n;
 		return true;
+	}
+
+	/**
+	 * How long until n units are saved, in ms; 0 when they are.
+	 * @param {number} n
+	 */
+	wait(n) {
+		this.refill();
+		return n > this.tokens ? ((n - this.tokens) / this.rate) * 1000 : 0;
+	}
+
+	/** Whether the bucket holds its whole burst: as good as a new one. */
+	full() {
+		this.refill();
+		return this.tokens >= this.burst;
 	}
 }
 
