@@ -22,8 +22,8 @@ type reaper struct {
 	store  store.Store
 	now    func() time.Time
 	logger *slog.Logger
-	// onDiscard is told of every room discarded, for metrics.
-	onDiscard func()
+	// onDiscard is told of every room discarded, as it was last stored.
+	onDiscard func(*room.Room)
 
 	mu       sync.Mutex
 	timers   map[string]*time.Timer
@@ -31,7 +31,7 @@ type reaper struct {
 	inflight sync.WaitGroup // discards running now
 }
 
-func newReaper(st store.Store, now func() time.Time, logger *slog.Logger, onDiscard func()) *reaper {
+func newReaper(st store.Store, now func() time.Time, logger *slog.Logger, onDiscard func(*room.Room)) *reaper {
 	return &reaper{store: st, now: now, logger: logger, timers: make(map[string]*time.Timer), onDiscard: onDiscard}
 }
 
@@ -73,13 +73,14 @@ func (p *reaper) discard(id string) {
 	defer p.inflight.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var later *room.Room
+	var gone, later *room.Room
 	_, err := p.store.Update(ctx, id, func(r *room.Room) (*room.Room, error) {
-		later = nil
+		gone, later = nil, nil
 		switch {
 		case r == nil:
 			return nil, errUnchanged
 		case r.Discardable(p.now()):
+			gone = r
 			return nil, nil
 		default:
 			later = r
@@ -89,7 +90,7 @@ func (p *reaper) discard(id string) {
 	switch {
 	case err == nil:
 		p.logger.Info("room discarded", "room", id)
-		p.onDiscard()
+		p.onDiscard(gone)
 	case errors.Is(err, errUnchanged):
 		p.track(later)
 	default:

@@ -196,7 +196,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.signals = cfg.Metrics.Messages.WithLabelValues("signal")
 	_, s.localBus = cfg.Bus.(*store.LocalBus)
-	s.reaper = newReaper(cfg.Store, cfg.Now, cfg.Logger, s.rooms.deleted)
+	s.reaper = newReaper(cfg.Store, cfg.Now, cfg.Logger, s.discarded)
 	if p, err := newPoller(s.resume); err == nil {
 		s.poller = p
 	} else {

@@ -2,9 +2,12 @@ package signal
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
+	"lepeerchat/room"
 	"lepeerchat/turn"
 )
 
@@ -15,9 +18,9 @@ type ICEProvider interface {
 	// this server as host (the Host header of its WebSocket request), and
 	// when their credentials expire (the zero time: never).
 	ICEServers(member, host string) ([]turn.ICEServer, time.Time)
-	// Revoke tells the relay that member left its room for good or was
-	// kicked: its relays close and its credentials stop working, after a
-	// restart and on every node too.
+	// Revoke tells the relay that member left its room for good, was
+	// kicked, or was in a room that was discarded: its relays close and
+	// its credentials stop working, after a restart and on every node too.
 	Revoke(ctx context.Context, member string) error
 }
 
@@ -127,19 +130,29 @@ func (r *iceRefresher) stop() {
 	}
 }
 
-// revokeTimeout bounds the storing of a revocation.
+// revokeTimeout bounds the storing of the revocations of one departure.
 const revokeTimeout = 5 * time.Second
 
-// revokeRelays tells the ICE provider that member is gone from its room. It
-// does not take the session's context: the revocation must be stored even
-// when the departing member's connection closes at once.
-func (srv *Server) revokeRelays(member string) {
-	if srv.cfg.ICE == nil {
+// revokeRelays tells the ICE provider that the members are gone from their
+// room. It does not take the session's context: the revocation must be
+// stored even when the departing member's connection closes at once.
+func (srv *Server) revokeRelays(members ...string) {
+	if srv.cfg.ICE == nil || len(members) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
 	defer cancel()
-	if err := srv.cfg.ICE.Revoke(ctx, member); err != nil {
-		srv.cfg.Logger.Error("revoke the TURN credentials of a departed member", "member", member, "err", err)
+	for _, member := range members {
+		if err := srv.cfg.ICE.Revoke(ctx, member); err != nil {
+			srv.cfg.Logger.Error("revoke the TURN credentials of a departed member", "member", member, "err", err)
+		}
 	}
+}
+
+// discarded is told of each room whose discard clock ran out: it counts it
+// gone, and revokes its members' relays as a kick does, so that the
+// credentials they were given for the room stop working before they expire.
+func (srv *Server) discarded(r *room.Room) {
+	srv.rooms.deleted()
+	srv.revokeRelays(slices.Collect(maps.Keys(r.Members))...)
 }

@@ -2,6 +2,7 @@ package signal
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -13,8 +14,9 @@ import (
 )
 
 // startRelayedServer starts a signal server whose members get the ICE
-// servers of a built-in TURN server on 127.0.0.1.
-func startRelayedServer(t *testing.T) (*testServer, *turn.Server) {
+// servers of a built-in TURN server on 127.0.0.1, applying opts to its
+// configuration after that.
+func startRelayedServer(t *testing.T, opts ...func(*Config)) (*testServer, *turn.Server) {
 	t.Helper()
 	relay, err := turn.Start(turn.Config{
 		Secret:   "pion-test-secret-0123456789",
@@ -31,7 +33,97 @@ func startRelayedServer(t *testing.T) (*testServer, *turn.Server) {
 	}
 	t.Cleanup(func() { relay.Close() })
 	provider := &turn.Provider{Secret: "pion-test-secret-0123456789", Builtin: relay, TTL: time.Hour}
-	return startServer(t, "", func(c *Config) { c.ICE = provider }), relay
+	return startServer(t, "", append([]func(*Config){func(c *Config) { c.ICE = provider }}, opts...)...), relay
+}
+
+// notifyingICE passes on to an ICE provider, and says on revoked each
+// member it revoked, once the revocation is done.
+type notifyingICE struct {
+	ICEProvider
+	revoked chan string
+}
+
+func (n *notifyingICE) Revoke(ctx context.Context, member string) error {
+	err := n.ICEProvider.Revoke(ctx, member)
+	n.revoked <- member
+	return err
+}
+
+// joinedTURN returns the member id and TURN credentials of a joined reply.
+func joinedTURN(t *testing.T, joined msg) (member, user, pass string) {
+	t.Helper()
+	servers, _ := iceOf(t, joined)
+	for _, s := range servers {
+		if e := msg(s.(map[string]any)); e.str("username") != "" {
+			return joined.obj("self").str("id"), e.str("username"), e.str("credential")
+		}
+	}
+	t.Fatalf("no TURN credentials in %v", servers)
+	return "", "", ""
+}
+
+// allocate asks relay for a relay with the credentials, over UDP, and
+// releases it at once.
+func allocate(t *testing.T, relay *turn.Server, user, pass string) error {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = turntest.Allocate(t, conn, "127.0.0.1:"+strconv.Itoa(relay.Port()), user, pass)
+	return err
+}
+
+// TestDiscardedRoomsMembersAreRefusedARelay lets a room's discard clock
+// run out with its members offline: the TURN credentials they were given
+// for it open no relay any more, as after a kick, though they have not
+// expired; a member of another room still gets one.
+func TestDiscardedRoomsMembersAreRefusedARelay(t *testing.T) {
+	revoked := make(chan string, 4)
+	ts, relay := startRelayedServer(t, func(c *Config) {
+		c.ICE = &notifyingICE{ICEProvider: c.ICE, revoked: revoked}
+		c.DiscardDelay = 100 * time.Millisecond
+	})
+	ca, cb := dial(t, ts), dial(t, ts)
+	created := ca.mustCall("create", map[string]any{"room": "Discarded", "name": "Ann"})
+	joined := cb.mustCall("join", map[string]any{"room": created.obj("room").str("id"), "invite": invite(ca, nil), "name": "Bob"})
+	other := dial(t, ts).mustCall("create", map[string]any{"room": "Alive", "name": "Cy"})
+	type creds struct{ member, user, pass string }
+	var members []creds
+	for _, r := range []msg{created, joined} {
+		id, u, p := joinedTURN(t, r)
+		if err := allocate(t, relay, u, p); err != nil {
+			t.Fatalf("member %s gets no relay before the discard: %v", id, err)
+		}
+		members = append(members, creds{id, u, p})
+	}
+
+	cb.close()
+	ca.close()
+	want := map[string]bool{members[0].member: true, members[1].member: true}
+	for len(want) > 0 {
+		select {
+		case m := <-revoked:
+			if !want[m] {
+				t.Fatalf("revoked %s, not a member of the discarded room", m)
+			}
+			delete(want, m)
+		case <-time.After(waitTimeout):
+			t.Fatalf("the discarded room's members %v were not revoked", want)
+		}
+	}
+	if _, err := ts.store.Get(t.Context(), created.obj("room").str("id")); err == nil {
+		t.Error("the room was not discarded")
+	}
+	for _, m := range members {
+		if err := allocate(t, relay, m.user, m.pass); err == nil {
+			t.Errorf("member %s of the discarded room opened a relay", m.member)
+		}
+	}
+	if _, u, p := joinedTURN(t, other); allocate(t, relay, u, p) != nil {
+		t.Error("a member of another room gets no relay")
+	}
 }
 
 // runPair runs two turntest peers through ts, the first creating the room.

@@ -104,18 +104,23 @@ func (r *recordingRevocations) Revoked(_ context.Context, member string) (bool, 
 	return ok, nil
 }
 
+// openRevocations opens a store on redis to keep a node's revocations in,
+// one connection per call (as each node of a cluster has its own), closed
+// when the test ends.
+func openRevocations(t *testing.T, redis *redistest.Server) *redisstore.Store {
+	t.Helper()
+	st, err := redisstore.Open(t.Context(), redis.URL(), redisstore.Options{Prefix: "turn-test:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 func TestRevocationSpansTheCluster(t *testing.T) {
 	redis := redistest.Start(t, false)
-	open := func() *redisstore.Store {
-		st, err := redisstore.Open(t.Context(), redis.URL(), redisstore.Options{Prefix: "turn-test:"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
-	a := startTURN(t, func(c *Config) { c.Revocations = open() })
-	b := startTURN(t, func(c *Config) { c.Revocations = open() })
+	a := startTURN(t, func(c *Config) { c.Revocations = openRevocations(t, redis) })
+	b := startTURN(t, func(c *Config) { c.Revocations = openRevocations(t, redis) })
 
 	// memberA holds a relay on each node when it is kicked on node A.
 	ua, pa := mintFor("memberA", time.Hour)
@@ -142,15 +147,10 @@ func TestRevocationSpansTheCluster(t *testing.T) {
 
 func TestAllocationRefusedWhenTheStoreCannotAnswer(t *testing.T) {
 	redis := redistest.Start(t, false)
-	st, err := redisstore.Open(t.Context(), redis.URL(), redisstore.Options{Prefix: "turn-test:"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	s := startTURN(t, func(c *Config) { c.Revocations = st })
+	s := startTURN(t, func(c *Config) { c.Revocations = openRevocations(t, redis) })
 	redis.Kill()
 	u, p := mintFor("memberA", time.Hour)
-	_, err = turnClient(t, s, u, p).Allocate()
+	_, err := turnClient(t, s, u, p).Allocate()
 	if err == nil || !strings.Contains(err.Error(), "486") {
 		t.Errorf("allocation with the store down: %v, want a 486 refusal", err)
 	}
@@ -158,18 +158,10 @@ func TestAllocationRefusedWhenTheStoreCannotAnswer(t *testing.T) {
 
 func TestRelaysOnAnotherNodeCloseAtTheirNextRefresh(t *testing.T) {
 	redis := redistest.Start(t, false)
-	open := func() *redisstore.Store {
-		st, err := redisstore.Open(t.Context(), redis.URL(), redisstore.Options{Prefix: "turn-test:"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
 	clock := &fakeClock{now: time.Now()}
-	a := startTURN(t, func(c *Config) { c.Revocations = open() })
+	a := startTURN(t, func(c *Config) { c.Revocations = openRevocations(t, redis) })
 	b := startTURN(t, func(c *Config) {
-		c.Revocations = open()
+		c.Revocations = openRevocations(t, redis)
 		c.Now = clock.Now
 	})
 	u, p := mintFor("memberA", time.Hour)

@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/logging"
 	pionturn "github.com/pion/turn/v5"
 
 	"lepeerchat/store/redisstore/redistest"
 	"lepeerchat/turn"
+	"lepeerchat/turn/turntest"
 )
 
 // TestBinaryGivesMembersTURNCredentials checks the wiring of the built-in
@@ -79,30 +79,12 @@ func TestBinaryGivesMembersTURNCredentials(t *testing.T) {
 	}
 
 	// The credentials open an allocation on the process's TURN server.
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelDisabled
-	addr := "127.0.0.1:" + port
-	c, err := pionturn.NewClient(&pionturn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn, Username: user, Password: cred, LoggerFactory: lf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relay, err := c.Allocate()
+	a, err := allocateAt(t, port, user, cred)
 	if err != nil {
 		t.Fatalf("allocate with the minted credentials: %v", err)
 	}
-	defer relay.Close()
-	ra := relay.LocalAddr().(*net.UDPAddr)
-	if ra.IP.String() != "127.0.0.1" || ra.Port < turn.DefaultMinRelayPort {
-		t.Errorf("relay address %v", ra)
+	if ra, ok := a.(*net.UDPAddr); !ok || ra.IP.String() != "127.0.0.1" || ra.Port < turn.DefaultMinRelayPort {
+		t.Errorf("relay address %v", a)
 	}
 
 	// A restart keeps the secret, so that credentials given out before it
@@ -260,23 +242,10 @@ func TestBinaryTURNOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TLS dial: %v", err)
 	}
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelDisabled
-	addr := "127.0.0.1:" + tlsPort
-	c, err := pionturn.NewClient(&pionturn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: pionturn.NewSTUNConn(conn),
-		Username: entry.str("username"), Password: entry.str("credential"), LoggerFactory: lf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relay, err := c.Allocate()
-	if err != nil {
+	defer conn.Close()
+	if _, err := turntest.Allocate(t, pionturn.NewSTUNConn(conn), "127.0.0.1:"+tlsPort, entry.str("username"), entry.str("credential")); err != nil {
 		t.Fatalf("allocate over TLS: %v", err)
 	}
-	relay.Close()
 }
 
 // turnPort returns the port of p's built-in STUN/TURN server, from its log.
@@ -298,31 +267,17 @@ func credentialsOf(t *testing.T, joined msg) (user, pass string) {
 	return "", ""
 }
 
-// allocateAt asks the TURN server on 127.0.0.1:port for a UDP relay with
-// the credentials, and releases it at once.
-func allocateAt(t *testing.T, port, user, pass string) error {
+// allocateAt asks the TURN server on 127.0.0.1:port, over UDP, for a relay
+// with the credentials, and releases it at once; it returns the relay's
+// address.
+func allocateAt(t *testing.T, port, user, pass string) (net.Addr, error) {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelDisabled
-	addr := "127.0.0.1:" + port
-	c, err := pionturn.NewClient(&pionturn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn, Username: user, Password: pass, LoggerFactory: lf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relay, err := c.Allocate()
-	if err != nil {
-		return err
-	}
-	return relay.Close()
+	return turntest.Allocate(t, conn, "127.0.0.1:"+port, user, pass)
 }
 
 // kickedGuest makes a room on owner's process, has a guest join it on
@@ -350,11 +305,11 @@ func TestBinaryKickedMemberStaysRefusedAfterARestart(t *testing.T) {
 	p := start(t, dataDir, nil, args...)
 	port := turnPort(p)
 	user, pass := kickedGuest(t, p, p, func(user, pass string) {
-		if err := allocateAt(t, port, user, pass); err != nil {
+		if _, err := allocateAt(t, port, user, pass); err != nil {
 			t.Fatalf("the guest's credentials open no relay before the kick: %v", err)
 		}
 	})
-	if err := allocateAt(t, port, user, pass); err == nil {
+	if _, err := allocateAt(t, port, user, pass); err == nil {
 		t.Fatal("the kicked guest's credentials opened a relay")
 	}
 
@@ -364,13 +319,13 @@ func TestBinaryKickedMemberStaysRefusedAfterARestart(t *testing.T) {
 	}
 	p = start(t, dataDir, nil, args...)
 	port = turnPort(p)
-	if err := allocateAt(t, port, user, pass); err == nil {
+	if _, err := allocateAt(t, port, user, pass); err == nil {
 		t.Error("after a restart, the kicked guest's credentials opened a relay")
 	}
 	// The restarted process relays the others.
 	joined := p.dial().mustCall("create", map[string]any{"room": "After", "name": "Cy"}, "joined")
 	cu, cp := credentialsOf(t, joined)
-	if err := allocateAt(t, port, cu, cp); err != nil {
+	if _, err := allocateAt(t, port, cu, cp); err != nil {
 		t.Errorf("a new member's credentials open no relay after the restart: %v", err)
 	}
 }
@@ -388,14 +343,14 @@ func TestBinaryKickOnOneNodeIsRefusedOnAnother(t *testing.T) {
 	two := start(t, t.TempDir(), secret, append(args, "-node", "two")...)
 	port := turnPort(two)
 	user, pass := kickedGuest(t, one, two, func(user, pass string) {
-		if err := allocateAt(t, port, user, pass); err != nil {
+		if _, err := allocateAt(t, port, user, pass); err != nil {
 			t.Fatalf("the guest's credentials open no relay on its node before the kick: %v", err)
 		}
 	})
-	if err := allocateAt(t, port, user, pass); err == nil {
+	if _, err := allocateAt(t, port, user, pass); err == nil {
 		t.Error("node two gave a relay to a guest kicked on node one")
 	}
-	if err := allocateAt(t, turnPort(one), user, pass); err == nil {
+	if _, err := allocateAt(t, turnPort(one), user, pass); err == nil {
 		t.Error("node one gave a relay to the guest it kicked")
 	}
 }

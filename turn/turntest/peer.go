@@ -3,7 +3,7 @@
 // servers the server gave it, exchanges a chat message and Opus audio both
 // ways (and optionally a bulk transfer), and reports how it connected. Tests
 // of the relay use it, in one process on loopback or one process per
-// network namespace.
+// network namespace. Allocate opens a single relay, for tests of who may.
 package turntest
 
 import (

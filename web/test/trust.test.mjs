@@ -14,7 +14,6 @@ import {
 	acknowledge,
 	base64url,
 	fromBase64url,
-	lengthPrefixed,
 	memoryStore,
 	normalFingerprint,
 	reconcile,
@@ -22,6 +21,7 @@ import {
 	safetyInput,
 	sdpFingerprint,
 } from '../static/js/trust.js';
+import { lengthPrefixed } from '../static/js/wire.js';
 
 /** @param {number} first */
 const fingerprint = (first) => 'sha-256 ' + Array.from({ length: 32 }, (_, i) => (first + i).toString(16).toUpperCase()).join(':');
@@ -31,12 +31,6 @@ const VECTOR = [
 	{ id: 'mB', key: 'BLc3L6Kprx16TmFy0vxTRfDnRJtGFjj18bDAIfxEgwBpJxP8rnw84lduF8CFG36Wih7A3t4e0x472a_poT7kNDk', fingerprint: fingerprint(0xb0) },
 	{ id: 'mA', key: 'BIGwPSxXit8VdUoihoaKEpE5q8_agR9-VqGCAuPzqq5u1GutT-NFf3Wzm9yUlY7JY9O04agUGsSZOFuziCKBe-I', fingerprint: fingerprint(0xa0) },
 ];
-
-test('length-prefixed fields are a 4-byte big-endian UTF-8 length, then the bytes', () => {
-	assert.deepEqual([...lengthPrefixed(['ab', '', 'é'])], [0, 0, 0, 2, 0x61, 0x62, 0, 0, 0, 0, 0, 0, 0, 2, 0xc3, 0xa9]);
-	// Moving a character across a boundary changes the bytes.
-	assert.notDeepEqual(lengthPrefixed(['ab', 'c']), lengthPrefixed(['a', 'bc']));
-});
 
 test('the safety code input sorts members by id and frames context, id, key, fingerprint', () => {
 	const input = safetyInput(VECTOR);

@@ -1,10 +1,10 @@
 // Tests of web/static/js/wire.js: the checks of what peers send, and the
-// per-peer budgets. Run: node --test web/test/
+// per-peer budgets, the framing. Run: node --test web/test/
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-	MAX_CHANNEL_MESSAGE, PeerLimiter, TokenBucket, isId, isIntIn, isShowableTime, isSig, isText, parseChannelMessage,
+	MAX_CHANNEL_MESSAGE, PeerLimiter, TokenBucket, isId, isIntIn, isShowableTime, isSig, isText, lengthPrefixed, parseChannelMessage,
 } from '../static/js/wire.js';
 
 test('parseChannelMessage takes a JSON object with a short string type, and nothing else', () => {
@@ -72,6 +72,21 @@ test('a token bucket lets a burst through, then its rate', () => {
 	assert.equal(b.take(1), false);
 });
 
+test('a token bucket says how long until it has enough, and when it is full again', () => {
+	let now = 0;
+	const b = new TokenBucket(2, 4, () => now);
+	assert.ok(b.full(), 'a new bucket is full');
+	assert.equal(b.wait(4), 0);
+	assert.ok(b.take(4));
+	assert.equal(b.full(), false);
+	assert.equal(b.wait(1), 500, 'one unit at 2 a second');
+	now = 500;
+	assert.equal(b.wait(1), 0);
+	assert.equal(b.wait(3), 1000);
+	now = 2000;
+	assert.ok(b.full(), 'refilled to the burst');
+});
+
 test('a peer limiter bounds messages and volume per peer, each peer on its own', () => {
 	let now = 0;
 	const l = new PeerLimiter({ messages: 10, messageBurst: 3, units: 100, unitBurst: 100 }, () => now);
@@ -86,4 +101,10 @@ test('a peer limiter bounds messages and volume per peer, each peer on its own',
 	now += 1000;
 	assert.ok(c.allow('c', 990), 'a message refused for its count takes no volume');
 	assert.deepEqual([c.allowed, c.refused], [2, 1], 'what was let through and refused is counted');
+});
+
+test('length-prefixed fields are a 4-byte big-endian UTF-8 length, then the bytes', () => {
+	assert.deepEqual([...lengthPrefixed(['ab', '', 'é'])], [0, 0, 0, 2, 0x61, 0x62, 0, 0, 0, 0, 0, 0, 0, 2, 0xc3, 0xa9]);
+	// Moving a character across a boundary changes the bytes.
+	assert.notDeepEqual(lengthPrefixed(['ab', 'c']), lengthPrefixed(['a', 'bc']));
 });

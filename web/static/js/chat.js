@@ -31,7 +31,7 @@
  *   {type: "chat.seen", ids: [id…]}                            sent to the author
  */
 
-import { BAD_CHARS, PeerLimiter, isId, isIntIn, isObject, isSig, isText, textLength } from './wire.js';
+import { BAD_CHARS, PeerLimiter, isId, isIntIn, isObject, isSig, isText, lengthPrefixed, textLength } from './wire.js';
 
 export { textLength };
 
@@ -148,26 +148,16 @@ export function compareMessages(a, b) {
 }
 
 /**
- * The bytes a chat message's signature covers (contract B): for each field
- * in this order, its UTF-8 bytes preceded by their length as 4 bytes, big
- * endian: the tag "lepeerchat.chat.v1", the room id, the author, the
- * message id, the Lamport timestamp and the time in decimal, the text.
+ * The bytes a chat message's signature covers (contract B): these fields,
+ * length-prefixed (wire.js), in this order: the tag "lepeerchat.chat.v1",
+ * the room id, the author, the message id, the Lamport timestamp and the
+ * time in decimal, the text.
  * @param {string} roomId
  * @param {{ author: string, id: string, lamport: number, time: number, text: string }} m
  * @returns {Uint8Array}
  */
 export function signedBytes(roomId, { author, id, lamport, time, text }) {
-	const enc = new TextEncoder();
-	const fields = [SIGNED_TAG, roomId, author, id, String(lamport), String(time), text].map((f) => enc.encode(f));
-	const out = new Uint8Array(fields.reduce((n, f) => n + 4 + f.length, 0));
-	const view = new DataView(out.buffer);
-	let at = 0;
-	for (const f of fields) {
-		view.setUint32(at, f.length);
-		out.set(f, at + 4);
-		at += 4 + f.length;
-	}
-	return out;
+	return lengthPrefixed([SIGNED_TAG, roomId, author, id, String(lamport), String(time), text]);
 }
 
 /**

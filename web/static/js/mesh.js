@@ -65,7 +65,7 @@
  * dropped, unparsed, and counted (inbound.refused).
  */
 
-import { MAX_CHANNEL_MESSAGE, PeerLimiter, parseChannelMessage } from './wire.js';
+import { MAX_CHANNEL_MESSAGE, PeerLimiter, TokenBucket, parseChannelMessage } from './wire.js';
 
 export { MAX_CHANNEL_MESSAGE };
 
@@ -142,7 +142,8 @@ const SESSION_REFILL_MS = 15_000;
 
 /**
  * How often each peer may start a new session with us: a token bucket per
- * peer, SESSION_BURST deep, refilled by one every SESSION_REFILL_MS.
+ * peer (wire.js), SESSION_BURST deep, refilled by one every
+ * SESSION_REFILL_MS.
  */
 export class SessionLimiter {
 	/**
@@ -150,9 +151,9 @@ export class SessionLimiter {
 	 */
 	constructor({ burst = SESSION_BURST, refillMs = SESSION_REFILL_MS, now = () => performance.now() } = {}) {
 		this.burst = burst;
-		this.refillMs = refillMs;
+		this.rate = 1000 / refillMs;
 		this.now = now;
-		/** @type {Map<string, {tokens: number, at: number}>} peers with tokens spent */
+		/** @type {Map<string, TokenBucket>} peers with tokens spent */
 		this.buckets = new Map();
 		/** New sessions refused so far, all peers together. */
 		this.refused = 0;
@@ -164,23 +165,23 @@ export class SessionLimiter {
 	 * @returns {number} 0 when it may (and is counted), else the ms until it may
 	 */
 	take(id) {
-		const now = this.now();
-		const b = this.buckets.get(id);
-		const tokens = b ? Math.min(this.burst, b.tokens + (now - b.at) / this.refillMs) : this.burst;
 		// A full bucket is the default: forget it, so that the map holds only
 		// peers that started sessions recently.
-		for (const [other, ob] of this.buckets) {
-			if (other !== id && ob.tokens + (now - ob.at) / this.refillMs >= this.burst) {
+		for (const [other, b] of this.buckets) {
+			if (other !== id && b.full()) {
 				this.buckets.delete(other);
 			}
 		}
-		if (tokens >= 1) {
-			this.buckets.set(id, { tokens: tokens - 1, at: now });
+		let b = this.buckets.get(id);
+		if (!b) {
+			b = new TokenBucket(this.rate, this.burst, this.now);
+			this.buckets.set(id, b);
+		}
+		if (b.take(1)) {
 			return 0;
 		}
-		this.buckets.set(id, { tokens, at: now });
 		this.refused++;
-		return Math.ceil((1 - tokens) * this.refillMs);
+		return Math.ceil(b.wait(1));
 	}
 }
 

@@ -23,6 +23,7 @@
 
 import { h } from './dom.js';
 import { copyText } from './ui.js';
+import { lengthPrefixed } from './wire.js';
 
 /** The identity key algorithm (contract A). */
 const KEY_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' };
@@ -66,27 +67,6 @@ export function fromBase64url(text) {
 	}
 	const bin = atob(text.replace(/-/g, '+').replace(/_/g, '/'));
 	return Uint8Array.from(bin, (c) => c.charCodeAt(0));
-}
-
-/**
- * Length-prefixed fields: for each, its UTF-8 length as 4 bytes big-endian,
- * then its UTF-8 bytes. The framing of signed chat messages (contract B) and
- * of the safety code's input: no two lists of fields give the same bytes.
- * @param {string[]} fields
- * @returns {Uint8Array<ArrayBuffer>}
- */
-export function lengthPrefixed(fields) {
-	const enc = new TextEncoder();
-	const parts = fields.map((f) => enc.encode(f));
-	const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
-	const view = new DataView(out.buffer);
-	let at = 0;
-	for (const p of parts) {
-		view.setUint32(at, p.length);
-		out.set(p, at + 4);
-		at += 4 + p.length;
-	}
-	return out;
 }
 
 // ---- certificate fingerprints ------------------------------------------------

@@ -1,11 +1,12 @@
 // @ts-check
 /**
- * @file Pure checks of what peers send over the data channel, and the
- * per-peer budget that bounds how much of it is looked at. Peers are
+ * @file Pure checks of what peers send over the data channel, the
+ * per-peer budget that bounds how much of it is looked at, and the
+ * length-prefixed framing of what is signed or hashed. Peers are
  * untrusted: every field is checked for its type, range and length before
  * use, and nothing here throws on hostile input (a bad value is reported
- * as invalid, never thrown). Used by chat.js, and by mesh.js for its own
- * messages. No DOM.
+ * as invalid, never thrown). Used by chat.js, by mesh.js for its own
+ * messages, and by trust.js. No DOM.
  */
 
 /** Largest data-channel message parsed, in UTF-16 code units. */
@@ -143,20 +144,40 @@ export class TokenBucket {
 		this.at = now();
 	}
 
+	/** Adds what the time since the last look has earned, up to the burst. */
+	refill() {
+		const t = this.now();
+		this.tokens = Math.min(this.burst, this.tokens + ((t - this.at) / 1000) * this.rate);
+		this.at = t;
+	}
+
 	/**
 	 * Takes n units if there are that many; otherwise takes nothing.
 	 * @param {number} n
 	 * @returns {boolean} whether they were taken
 	 */
 	take(n) {
-		const t = this.now();
-		this.tokens = Math.min(this.burst, this.tokens + ((t - this.at) / 1000) * this.rate);
-		this.at = t;
+		this.refill();
 		if (n > this.tokens) {
 			return false;
 		}
 		this.tokens -= n;
 		return true;
+	}
+
+	/**
+	 * How long until n units are saved, in ms; 0 when they are.
+	 * @param {number} n
+	 */
+	wait(n) {
+		this.refill();
+		return n > this.tokens ? ((n - this.tokens) / this.rate) * 1000 : 0;
+	}
+
+	/** Whether the bucket holds its whole burst: as good as a new one. */
+	full() {
+		this.refill();
+		return this.tokens >= this.burst;
 	}
 }
 
@@ -218,4 +239,25 @@ export class PeerLimiter {
 	forget(peer) {
 		this.peers.delete(peer);
 	}
+}
+
+/**
+ * Length-prefixed fields: for each, its UTF-8 length as 4 bytes big-endian,
+ * then its UTF-8 bytes. The framing of signed chat messages (contract B) and
+ * of the safety code's input: no two lists of fields give the same bytes.
+ * @param {string[]} fields
+ * @returns {Uint8Array<ArrayBuffer>}
+ */
+export function lengthPrefixed(fields) {
+	const enc = new TextEncoder();
+	const parts = fields.map((f) => enc.encode(f));
+	const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
+	const view = new DataView(out.buffer);
+	let at = 0;
+	for (const p of parts) {
+		view.setUint32(at, p.length);
+		out.set(p, at + 4);
+		at += 4 + p.length;
+	}
+	return out;
 }
