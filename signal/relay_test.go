@@ -121,16 +121,18 @@ func TestSlowConsumerIsCutAndOthersAreNot(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("slow consumer not cut after %d messages", sent)
 		}
+		first := sent + 1
 		for range 20 {
 			sent++
-			a.sendRaw(fmt.Sprintf(`{"type":"signal","to":%q,"data":{"n":%d,"pad":%q}}`, bID, sent, pad))
+			a.sendRaw(fmt.Sprintf(`{"id":%d,"type":"signal","to":%q,"data":{"n":%d,"pad":%q}}`, sent, bID, sent, pad))
 		}
-		for range 20 {
-			if r := a.next(); r.str("type") != "ok" {
+		// Each reply is matched by its re: once b is cut, the push that
+		// says so comes in between.
+		for id := first; id <= sent; id++ {
+			r := a.await(fmt.Sprintf("the reply to signal %d", id), func(m msg) bool { return m["re"] == float64(id) })
+			if r.str("type") != "ok" && r.code() != "peer_unavailable" {
 				// Once b is cut, it is no longer in the room.
-				if r.code() != "peer_unavailable" {
-					t.Fatalf("reply to the sender: %v", r)
-				}
+				t.Fatalf("reply to the sender: %v", r)
 			}
 		}
 	}
