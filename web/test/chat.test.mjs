@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-	Chat, FRESH_HISTORY_MAX, HISTORY_LIMIT, LIVE_JUMP, MAX_LAMPORT, compareMessages, signedBytes, splitLinks,
+	ADOPT_JUMP, Chat, HISTORY_LIMIT, MAX_LAMPORT, compareMessages, signedBytes, splitLinks,
 } from '../static/js/chat.js';
 
 const ROOM = 'room1';
@@ -246,42 +246,60 @@ test('a history handed on keeps signatures, and the receiving side verifies each
 	assert.deepEqual(carol.messages.map((m) => [m.text, m.relayedBy]), [['from alice', 'bob'], ['from bob', '']]);
 });
 
-test('a poison timestamp is refused and the clock stays in its safe range', async () => {
-	const { keys, chat, clock } = await setup('mallory', 'alice');
-	const cases = [
-		['2^53 − 1', 2 ** 53 - 1, 'bad'],
-		['2^53', 2 ** 53, 'bad'],
-		['beyond MAX_LAMPORT', MAX_LAMPORT + 1, 'bad'],
-		['far ahead of our clock', LIVE_JUMP + 1, 'lamport'],
-	];
-	for (const [what, lamport, counter] of cases) {
-		const before = chat.stats.dropped[counter];
+test('a poison timestamp is refused, and the clock stays in its safe range', async () => {
+	const { keys, chat, clock } = await setup('mallory');
+	for (const [what, lamport] of [['0', 0], ['2^53 − 1', 2 ** 53 - 1], ['2^53', 2 ** 53], ['beyond MAX_LAMPORT', MAX_LAMPORT + 1]]) {
+		const before = chat.stats.dropped.bad;
 		chat.handleMessage('mallory', live(await message(keys, 'mallory', { lamport })));
 		await chat.idle();
-		assert.equal(chat.stats.dropped[counter], before + 1, what);
+		assert.equal(chat.stats.dropped.bad, before + 1, what);
 		clock.advance(1000);
 	}
 	assert.equal(chat.clock, 0);
-	chat.handleMessage('alice', live(await message(keys, 'alice', { lamport: LIVE_JUMP })));
-	await chat.idle();
-	assert.equal(chat.clock, LIVE_JUMP, 'within the bound: accepted');
-	assert.equal(chat.send('still here').lamport, LIVE_JUMP + 1);
-
-	// A history to a member that has seen nothing: up to FRESH_HISTORY_MAX.
-	const fresh = await setup('alice', 'bob');
-	fresh.chat.peerOpened('bob');
-	fresh.chat.handleMessage('bob', { type: 'chat.history', messages: [
-		await message(fresh.keys, 'alice', { lamport: FRESH_HISTORY_MAX }),
-		await message(fresh.keys, 'alice', { lamport: FRESH_HISTORY_MAX + 1 }),
-	] });
-	await fresh.chat.idle();
-	assert.deepEqual(fresh.chat.messages.map((m) => m.lamport), [FRESH_HISTORY_MAX]);
-	assert.equal(fresh.chat.stats.dropped.lamport, 1);
 
 	// At the end of the range the clock stops: sending says so, nothing wraps.
-	const full = await setup();
-	full.chat.clock = MAX_LAMPORT;
-	assert.throws(() => full.chat.send('one more'), RangeError);
+	chat.clock = MAX_LAMPORT - 3;
+	chat.handleMessage('mallory', live(await message(keys, 'mallory', { lamport: MAX_LAMPORT })));
+	await chat.idle();
+	assert.equal(chat.clock, MAX_LAMPORT);
+	assert.throws(() => chat.send('one more'), RangeError);
+});
+
+test('one far-ahead message, live or in a history, moves a clock by ADOPT_JUMP at most, and its holder stays heard', async () => {
+	const keys = new Keys();
+	for (const id of ['victim', 'carol', 'mallory']) {
+		await keys.add(id);
+	}
+	const cases = [
+		['live, a jump ahead of the clock', true, ADOPT_JUMP + 1],
+		['live, at the end of the range', true, MAX_LAMPORT],
+		['in a history to a member that has seen nothing', false, 2 ** 40],
+		['in a history, at the end of the range', false, MAX_LAMPORT],
+	];
+	for (const [what, isLive, lamport] of cases) {
+		const vWire = new Wire();
+		const victim = new Chat({ selfId: 'victim', roomId: ROOM, signer: keys.signer('victim'), transport: vWire });
+		const carol = new Chat({ selfId: 'carol', roomId: ROOM, signer: keys.signer('carol'), transport: new Wire() });
+		carol.send('carol first');
+		await carol.outgoing;
+		const poison = await message(keys, 'mallory', { lamport });
+		if (isLive) {
+			victim.handleMessage('mallory', live(poison));
+		} else {
+			victim.peerOpened('mallory');
+			victim.handleMessage('mallory', { type: 'chat.history', messages: [poison] });
+		}
+		await victim.idle();
+		assert.equal(victim.stats.accepted, 1, `${what}: a validly signed message is kept`);
+		assert.equal(victim.clock, ADOPT_JUMP, what);
+		victim.send('still heard');
+		const { data } = await vWire.until((s) => s.data.type === 'chat.msg');
+		assert.equal(data.lamport, ADOPT_JUMP + 1, what);
+		carol.handleMessage('victim', data);
+		await carol.idle();
+		assert.deepEqual(carol.messages.map((m) => m.text), ['carol first', 'still heard'], `${what}: the others still take the victim's messages`);
+		assert.equal(carol.clock, ADOPT_JUMP + 1, what);
+	}
 });
 
 test('a flood of 3,000 messages from one peer is cut to its budget, and the others keep their history', async () => {

@@ -12,8 +12,10 @@
  *
  * Order never trusts a peer's clock: each message carries a Lamport
  * timestamp, and messages sort by (timestamp, author id, message id). No
- * peer can poison the order: a timestamp far ahead of ours is refused
- * (LIVE_JUMP), and the clock never leaves [0, MAX_LAMPORT].
+ * peer can poison the clock: a validly signed message is never refused for
+ * its timestamp (so no member is refused for a clock someone else pushed),
+ * but one message moves our clock by at most ADOPT_JUMP, and the clock
+ * never leaves [0, MAX_LAMPORT].
  *
  * Peers already present hand their recent history to each peer whose
  * channel opens; a history is taken only then, once per opening, entry by
@@ -43,13 +45,11 @@ export const HISTORY_LIMIT = 200;
 export const KEEP_LIMIT = 1000;
 /** The largest Lamport timestamp: the clock stops here, far below 2^53. */
 export const MAX_LAMPORT = 2 ** 52;
-/** How far ahead of our clock a received timestamp may be. */
-export const LIVE_JUMP = 2 ** 20;
 /**
- * The largest timestamp a history may bring to a member that has seen
- * nothing yet (clock 0), when nothing bounds it by what was seen.
+ * How far one accepted message may move our clock: reaching MAX_LAMPORT
+ * takes 2^32 messages, years at a peer's budget.
  */
-export const FRESH_HISTORY_MAX = 2 ** 40;
+export const ADOPT_JUMP = 2 ** 20;
 /**
  * What one peer may send of chat.msg and chat.seen: 10 messages a second
  * (40 at once), 40,000 UTF-16 code units a second (160,000 at once). A
@@ -119,7 +119,6 @@ const SEEN_DELAY_MS = 200;
  * @property {number} bad a malformed message or entry (a field of the wrong type, range or length; an unknown chat type)
  * @property {number} unverified a signature that does not verify against the author's key (or no key is known)
  * @property {number} rate over the peer's budget of messages or volume
- * @property {number} lamport a timestamp beyond the bound
  * @property {number} history a history outside its window (not just after the channel opened, or more entries than one history holds)
  */
 
@@ -236,7 +235,7 @@ export class Chat extends EventTarget {
 		/** @type {Map<string, number>} messages kept, per author */
 		this.perAuthor = new Map();
 		/** What was accepted, and what was dropped and why: for tests and a debug view. */
-		this.stats = { accepted: 0, dropped: /** @type {ChatDrops} */ ({ bad: 0, unverified: 0, rate: 0, lamport: 0, history: 0 }) };
+		this.stats = { accepted: 0, dropped: /** @type {ChatDrops} */ ({ bad: 0, unverified: 0, rate: 0, history: 0 }) };
 		this.limiter = new PeerLimiter(budget, now);
 		/** @type {Map<string, number>} peer → history entries it may still hand us since its channel opened */
 		this.historyWindow = new Map();
@@ -502,10 +501,6 @@ export class Chat extends EventTarget {
 			drops.bad++;
 			return;
 		}
-		if (!this.inBounds(m.lamport, live)) {
-			drops.lamport++;
-			return;
-		}
 		const key = `${m.id} ${m.sig}`;
 		const copy = this.byId.get(m.id) ?? this.verifying.get(key);
 		if (copy) {
@@ -539,17 +534,6 @@ export class Chat extends EventTarget {
 	}
 
 	/**
-	 * Whether a received timestamp is within what has been seen: at most
-	 * LIVE_JUMP ahead of our clock; a history reaching a member that has
-	 * seen nothing may go up to FRESH_HISTORY_MAX.
-	 * @param {number} lamport a valid timestamp (at most MAX_LAMPORT)
-	 * @param {boolean} live
-	 */
-	inBounds(lamport, live) {
-		return lamport <= this.clock + LIVE_JUMP || (!live && this.clock === 0 && lamport <= FRESH_HISTORY_MAX);
-	}
-
-	/**
 	 * Checks the fields of one message received from `from` and builds it,
 	 * or returns null. `own` is set on acceptance, once the signature has
 	 * verified against our own key.
@@ -573,7 +557,8 @@ export class Chat extends EventTarget {
 
 	/**
 	 * Keeps a verified message unless a copy got there first; advances the
-	 * clock; acknowledges a live one.
+	 * clock towards its timestamp, by at most ADOPT_JUMP; acknowledges a
+	 * live one.
 	 * @param {ChatMessage} m
 	 * @param {string} liveFrom the peer it came live from, or ""
 	 */
@@ -582,7 +567,7 @@ export class Chat extends EventTarget {
 			return;
 		}
 		m.own = m.author === this.selfId;
-		this.clock = Math.min(MAX_LAMPORT, Math.max(this.clock, m.lamport));
+		this.clock = Math.min(MAX_LAMPORT, Math.max(this.clock, Math.min(m.lamport, this.clock + ADOPT_JUMP)));
 		this.stats.accepted++;
 		this.insert(m);
 		if (liveFrom && this.autoSeen && this.byId.has(m.id)) {
