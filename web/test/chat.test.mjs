@@ -216,6 +216,75 @@ test('a message relayed, then handed by its author too, is no longer shown as re
 	assert.deepEqual(updated, [n.id]);
 });
 
+test('a message id reused by another author is another message: it hides nothing', async () => {
+	const { keys, chat } = await setup('victim', 'mallory');
+	const removed = [];
+	chat.on('removed', (ev) => removed.push(...ev.detail.keys));
+	chat.peerOpened('mallory');
+	chat.peerOpened('victim');
+	const real = await message(keys, 'victim', { id: 'X123', lamport: 5, text: 'the real words' });
+	const squat = await message(keys, 'mallory', { id: 'X123', lamport: 5, text: '.' });
+	chat.handleMessage('mallory', { type: 'chat.history', messages: [squat] });
+	await chat.idle();
+	chat.handleMessage('victim', { type: 'chat.history', messages: [real] });
+	await chat.idle();
+	const live2 = await message(keys, 'victim', { id: 'Y456', lamport: 6, text: 'live words' });
+	chat.handleMessage('mallory', live(await message(keys, 'mallory', { id: 'Y456', lamport: 6, text: '..' })));
+	chat.handleMessage('victim', live(live2));
+	await chat.idle();
+	assert.deepEqual(chat.messages.map((m) => [m.author, m.text]),
+		[['mallory', '.'], ['victim', 'the real words'], ['mallory', '..'], ['victim', 'live words']]);
+
+	// Seen marks count for our own message only, not for one of the same id.
+	const mine = chat.send('mine');
+	await chat.outgoing;
+	chat.handleMessage('mallory', live(await message(keys, 'mallory', { id: mine.id, lamport: 9 })));
+	await chat.idle();
+	chat.handleMessage('victim', { type: 'chat.seen', ids: [mine.id] });
+	assert.deepEqual([...mine.seenBy], ['victim']);
+	assert.equal(chat.messages.length, 6);
+
+	// Forgetting one forgets only that author's.
+	chat.forget([chat.messages[0]]);
+	assert.deepEqual(removed, ['mallory X123']);
+	assert.ok(chat.messages.some((m) => m.author === 'victim' && m.id === 'X123'));
+});
+
+/** The order of the P-256 group: (r, n − s) is a valid signature too. */
+const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+
+/** The other valid form of a raw r‖s signature (ECDSA malleability). */
+function malleate(sig) {
+	const b = Buffer.from(sig, 'base64url');
+	const s = BigInt(`0x${b.subarray(32).toString('hex')}`);
+	const t = Buffer.from((P256_N - s).toString(16).padStart(64, '0'), 'hex');
+	return b64url(Buffer.concat([b.subarray(0, 32), t]));
+}
+
+test('a relayed message handed by its author with the other form of its signature is no longer shown as relayed', async () => {
+	const { keys, chat } = await setup('alice', 'bob');
+	chat.peerOpened('bob');
+	chat.peerOpened('alice');
+	const updated = [];
+	chat.on('updated', (ev) => updated.push(ev.detail.message.id));
+	const m = await message(keys, 'alice', { text: 'relayed first' });
+	chat.handleMessage('bob', { type: 'chat.history', messages: [m] });
+	await chat.idle();
+	assert.equal(chat.messages[0].relayedBy, 'bob');
+	const other = { ...m, sig: malleate(m.sig) };
+	assert.notEqual(other.sig, m.sig);
+	// Relayed again, or by its author with other content: still relayed.
+	chat.handleMessage('bob', { type: 'chat.history', messages: [other] });
+	chat.handleMessage('alice', { type: 'chat.history', messages: [{ ...other, text: 'changed' }] });
+	await chat.idle();
+	assert.equal(chat.messages[0].relayedBy, 'bob');
+	chat.handleMessage('alice', live(other));
+	await chat.idle();
+	assert.deepEqual(chat.messages.map((x) => [x.text, x.relayedBy]), [['relayed first', '']]);
+	assert.deepEqual(updated, [m.id]);
+	assert.equal(chat.stats.dropped.unverified, 0);
+});
+
 test('our own messages come back as ours only with our own signature', async () => {
 	const { keys, chat } = await setup('bob', 'mallory');
 	chat.peerOpened('bob');

@@ -99,9 +99,9 @@ const SEEN_DELAY_MS = 200;
 /**
  * Event details.
  * @typedef {{ message: ChatMessage, before: string | null }} ChatMessageDetail
- *   a new message; insert it before the message with id `before` (null: at the end)
+ *   a new message; insert it before the message with key `before` (messageKey; null: at the end)
  * @typedef {{ message: ChatMessage, by: string }} ChatSeenDetail
- * @typedef {{ ids: string[] }} ChatRemovedDetail messages forgotten
+ * @typedef {{ keys: string[] }} ChatRemovedDetail messages forgotten, by messageKey
  * @typedef {{ message: ChatMessage, error: unknown }} ChatFailedDetail one of ours could not be signed: not sent, and removed
  * @typedef {{ message: ChatMessage }} ChatUpdatedDetail a message shown as relayed came from its author too
  * @typedef {{
@@ -157,6 +157,26 @@ export function compareMessages(a, b) {
  */
 export function signedBytes(roomId, { author, id, lamport, time, text }) {
 	return lengthPrefixed([SIGNED_TAG, roomId, author, id, String(lamport), String(time), text]);
+}
+
+/**
+ * What tells a message from every other: its author and its id. A message
+ * id is the author's choice, so another member may reuse it for a message
+ * of its own; it never stands for the author's.
+ * @param {{ author: string, id: string }} m
+ */
+export function messageKey({ author, id }) {
+	return `${author} ${id}`;
+}
+
+/**
+ * Whether two messages of the same key carry the same signed content (the
+ * signature itself may differ: an ECDSA signature has more than one form).
+ * @param {ChatMessage} a
+ * @param {ChatMessage} b
+ */
+function sameContent(a, b) {
+	return a.lamport === b.lamport && a.time === b.time && a.text === b.text;
 }
 
 /**
@@ -230,8 +250,8 @@ export class Chat extends EventTarget {
 		this.clock = 0;
 		/** @type {ChatMessage[]} sorted by compareMessages */
 		this.messages = [];
-		/** @type {Map<string, ChatMessage>} */
-		this.byId = new Map();
+		/** @type {Map<string, ChatMessage>} by messageKey */
+		this.byKey = new Map();
 		/** @type {Map<string, number>} messages kept, per author */
 		this.perAuthor = new Map();
 		/** What was accepted, and what was dropped and why: for tests and a debug view. */
@@ -239,7 +259,7 @@ export class Chat extends EventTarget {
 		this.limiter = new PeerLimiter(budget, now);
 		/** @type {Map<string, number>} peer → history entries it may still hand us since its channel opened */
 		this.historyWindow = new Map();
-		/** @type {Map<string, ChatMessage>} the messages being verified, by "id sig" */
+		/** @type {Map<string, ChatMessage>} the messages being verified, by messageKey and signature */
 		this.verifying = new Map();
 		/** @type {Set<Promise<void>>} */
 		this.inFlight = new Set();
@@ -359,14 +379,14 @@ export class Chat extends EventTarget {
 	 * Acknowledges messages as seen to their authors (when autoSeen is off,
 	 * call it as messages are shown). Acknowledgements are gathered for a
 	 * short while and go as one chat.seen per author.
-	 * @param {Iterable<string>} ids
+	 * @param {Iterable<string>} keys messageKey of each
 	 */
-	markSeen(ids) {
-		for (const id of ids) {
-			const m = this.byId.get(id);
+	markSeen(keys) {
+		for (const key of keys) {
+			const m = this.byKey.get(key);
 			if (m && !m.own) {
 				const set = this.seenQueue.get(m.author) ?? new Set();
-				set.add(id);
+				set.add(m.id);
 				this.seenQueue.set(m.author, set);
 			}
 		}
@@ -479,7 +499,7 @@ export class Chat extends EventTarget {
 	 */
 	takeSeen(from, ids) {
 		for (const id of ids) {
-			const m = typeof id === 'string' ? this.byId.get(id) : undefined;
+			const m = typeof id === 'string' ? this.byKey.get(messageKey({ author: this.selfId, id })) : undefined;
 			if (m && m.own && !m.seenBy.has(from)) {
 				m.seenBy.add(from);
 				this.emit('seen', { message: m, by: from });
@@ -501,18 +521,19 @@ export class Chat extends EventTarget {
 			drops.bad++;
 			return;
 		}
-		const key = `${m.id} ${m.sig}`;
-		const copy = this.byId.get(m.id) ?? this.verifying.get(key);
+		const key = `${messageKey(m)} ${m.sig}`;
+		const copy = this.byKey.get(messageKey(m)) ?? this.verifying.get(key);
 		if (copy) {
 			// Known, or on its way. Its author handing it too means it is not
-			// only relayed (the same signature: the same message).
-			if (copy.relayedBy && !m.relayedBy && copy.sig === m.sig) {
-				copy.relayedBy = '';
-				if (this.byId.get(m.id) === copy) {
-					this.emit('updated', { message: copy });
-				}
+			// only relayed: at once for the same signature, after verifying
+			// for another one over the same content (accept clears it).
+			if (!copy.relayedBy || m.relayedBy || !sameContent(copy, m)) {
+				return;
 			}
-			return;
+			if (copy.sig === m.sig) {
+				this.unrelay(copy);
+				return;
+			}
 		}
 		this.verifying.set(key, m);
 		const done = (async () => {
@@ -531,6 +552,17 @@ export class Chat extends EventTarget {
 		})();
 		this.inFlight.add(done);
 		done.finally(() => this.inFlight.delete(done));
+	}
+
+	/**
+	 * Marks a message as handed by its author too, no longer only relayed.
+	 * @param {ChatMessage} m kept or being verified
+	 */
+	unrelay(m) {
+		m.relayedBy = '';
+		if (this.byKey.get(messageKey(m)) === m) {
+			this.emit('updated', { message: m });
+		}
 	}
 
 	/**
@@ -556,22 +588,27 @@ export class Chat extends EventTarget {
 	}
 
 	/**
-	 * Keeps a verified message unless a copy got there first; advances the
+	 * Keeps a verified message unless a copy got there first (then a copy
+	 * from its author of what was only relayed unmarks it); advances the
 	 * clock towards its timestamp, by at most ADOPT_JUMP; acknowledges a
 	 * live one.
 	 * @param {ChatMessage} m
 	 * @param {string} liveFrom the peer it came live from, or ""
 	 */
 	accept(m, liveFrom) {
-		if (this.byId.has(m.id)) {
+		const kept = this.byKey.get(messageKey(m));
+		if (kept) {
+			if (kept.relayedBy && !m.relayedBy && sameContent(kept, m)) {
+				this.unrelay(kept);
+			}
 			return;
 		}
 		m.own = m.author === this.selfId;
 		this.clock = Math.min(MAX_LAMPORT, Math.max(this.clock, Math.min(m.lamport, this.clock + ADOPT_JUMP)));
 		this.stats.accepted++;
 		this.insert(m);
-		if (liveFrom && this.autoSeen && this.byId.has(m.id)) {
-			this.markSeen([m.id]);
+		if (liveFrom && this.autoSeen && this.byKey.has(messageKey(m))) {
+			this.markSeen([messageKey(m)]);
 		}
 	}
 
@@ -593,9 +630,9 @@ export class Chat extends EventTarget {
 			}
 		}
 		list.splice(lo, 0, m);
-		this.byId.set(m.id, m);
+		this.byKey.set(messageKey(m), m);
 		count(this.perAuthor, m.author, 1);
-		const before = lo + 1 < list.length ? list[lo + 1].id : null;
+		const before = lo + 1 < list.length ? messageKey(list[lo + 1]) : null;
 		this.emit('message', { message: m, before });
 		if (list.length > this.keep) {
 			this.forget([list[evictionIndex(list, this.perAuthor)]]);
@@ -611,11 +648,11 @@ export class Chat extends EventTarget {
 			const i = this.messages.indexOf(g);
 			if (i >= 0) {
 				this.messages.splice(i, 1);
-				this.byId.delete(g.id);
+				this.byKey.delete(messageKey(g));
 				count(this.perAuthor, g.author, -1);
 			}
 		}
-		this.emit('removed', { ids: gone.map((g) => g.id) });
+		this.emit('removed', { keys: gone.map(messageKey) });
 	}
 }
 
