@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-	ADOPT_JUMP, Chat, HISTORY_LIMIT, MAX_LAMPORT, compareMessages, signedBytes, splitLinks,
+	ADOPT_JUMP, Chat, HISTORY_LIMIT, HISTORY_WINDOW_MS, MAX_LAMPORT, compareMessages, signedBytes, splitLinks,
 } from '../static/js/chat.js';
 
 const ROOM = 'room1';
@@ -158,7 +158,7 @@ test('a live message that does not verify is dropped and counted, never shown', 
 });
 
 test('a history is taken only just after the channel opened, once, entry by entry', async () => {
-	const { keys, chat } = await setup('alice', 'bob', 'mallory');
+	const { keys, chat, clock } = await setup('alice', 'bob', 'mallory');
 	const real = await message(keys, 'alice', { text: 'real', lamport: 2 });
 	// Before the channel opened: dropped.
 	chat.handleMessage('bob', { type: 'chat.history', messages: [real] });
@@ -193,6 +193,16 @@ test('a history is taken only just after the channel opened, once, entry by entr
 	await chat.idle();
 	assert.equal(chat.messages.length, 2 + HISTORY_LIMIT);
 	assert.equal(chat.stats.dropped.history, 2 + 5);
+
+	// A window closes by time too, when the peer says nothing else.
+	chat.peerOpened('alice');
+	clock.advance(HISTORY_WINDOW_MS - 1);
+	chat.handleMessage('alice', { type: 'chat.history', messages: [await message(keys, 'alice', { text: 'in time', lamport: 300 })] });
+	clock.advance(2);
+	chat.handleMessage('alice', { type: 'chat.history', messages: [await message(keys, 'alice', { text: 'too late', lamport: 301 })] });
+	await chat.idle();
+	assert.equal(chat.messages.at(-1)?.text, 'in time');
+	assert.equal(chat.stats.dropped.history, 2 + 5 + 1);
 });
 
 test('a message relayed, then handed by its author too, is no longer shown as relayed', async () => {

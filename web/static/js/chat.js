@@ -18,8 +18,8 @@
  * never leaves [0, MAX_LAMPORT].
  *
  * Peers already present hand their recent history to each peer whose
- * channel opens; a history is taken only then, once per opening, entry by
- * entry. Each peer has a budget of messages and volume a second
+ * channel opens; a history is taken only then (within HISTORY_WINDOW_MS),
+ * once per opening, entry by entry. Each peer has a budget of messages and volume a second
  * (CHAT_BUDGET); what exceeds it is dropped and counted. Memory is kept
  * per author: when full, the oldest message of the author with the most
  * goes first, so one flooder cannot evict the others. Every field of every
@@ -63,6 +63,12 @@ const SIGNED_TAG = 'lepeerchat.chat.v1';
 /** Largest history batch, in UTF-16 code units of JSON, well under a data channel's message size. */
 const HISTORY_BATCH = 60_000;
 const MAX_SEEN_IDS = 200;
+/**
+ * How long after a channel opens its peer may still hand a history: a
+ * history comes at once, and a window left open would let a peer bring
+ * old messages in as history whenever it likes.
+ */
+export const HISTORY_WINDOW_MS = 15_000;
 /** How long acknowledgements are gathered before one chat.seen per author goes. */
 const SEEN_DELAY_MS = 200;
 
@@ -234,9 +240,9 @@ export class Chat extends EventTarget {
 	 * @param {number} [options.keep] messages kept in memory (default 1000)
 	 * @param {boolean} [options.autoSeen] acknowledge live messages as soon as they are accepted (default true); otherwise call markSeen
 	 * @param {import('./wire.js').PeerBudget} [options.budget] what one peer may send (default CHAT_BUDGET)
-	 * @param {() => number} [options.now] the clock of the budgets, in ms (tests give their own)
+	 * @param {() => number} [options.now] the clock of the budgets and history windows, in ms (tests give their own)
 	 */
-	constructor({ selfId, roomId, signer, transport, maxLength = MAX_TEXT, historyLimit = HISTORY_LIMIT, keep = KEEP_LIMIT, autoSeen = true, budget = CHAT_BUDGET, now }) {
+	constructor({ selfId, roomId, signer, transport, maxLength = MAX_TEXT, historyLimit = HISTORY_LIMIT, keep = KEEP_LIMIT, autoSeen = true, budget = CHAT_BUDGET, now = () => performance.now() }) {
 		super();
 		this.selfId = selfId;
 		this.roomId = roomId;
@@ -246,7 +252,7 @@ export class Chat extends EventTarget {
 		this.historyLimit = historyLimit;
 		this.keep = Math.max(keep, historyLimit);
 		this.autoSeen = autoSeen;
-		/** The Lamport clock: the largest timestamp accepted or sent. */
+		/** The Lamport clock: past every timestamp sent, moved towards each accepted (see accept). */
 		this.clock = 0;
 		/** @type {ChatMessage[]} sorted by compareMessages */
 		this.messages = [];
@@ -256,8 +262,12 @@ export class Chat extends EventTarget {
 		this.perAuthor = new Map();
 		/** What was accepted, and what was dropped and why: for tests and a debug view. */
 		this.stats = { accepted: 0, dropped: /** @type {ChatDrops} */ ({ bad: 0, unverified: 0, rate: 0, history: 0 }) };
+		this.now = now;
 		this.limiter = new PeerLimiter(budget, now);
-		/** @type {Map<string, number>} peer → history entries it may still hand us since its channel opened */
+		/**
+		 * @type {Map<string, { left: number, until: number }>} peer → history
+		 * entries it may still hand us since its channel opened, and until when
+		 */
 		this.historyWindow = new Map();
 		/** @type {Map<string, ChatMessage>} the messages being verified, by messageKey and signature */
 		this.verifying = new Map();
@@ -334,7 +344,7 @@ export class Chat extends EventTarget {
 	 * @param {string} id
 	 */
 	peerOpened(id) {
-		this.historyWindow.set(id, this.historyLimit);
+		this.historyWindow.set(id, { left: this.historyLimit, until: this.now() + HISTORY_WINDOW_MS });
 		const recent = this.messages.filter((m) => m.sig !== '');
 		const counts = new Map();
 		for (const m of recent) {
@@ -469,25 +479,28 @@ export class Chat extends EventTarget {
 	}
 
 	/**
-	 * Takes a history from a peer, if its window is open: up to what the
-	 * window has left, each entry checked on its own.
+	 * Takes a history from a peer, if its window is open (opened less than
+	 * HISTORY_WINDOW_MS ago): up to what the window has left, each entry
+	 * checked on its own.
 	 * @param {string} from
 	 * @param {unknown} entries
 	 */
 	takeHistory(from, entries) {
 		const drops = this.stats.dropped;
-		const left = this.historyWindow.get(from);
-		if (left === undefined) {
+		const opened = this.historyWindow.get(from);
+		if (opened === undefined || this.now() > opened.until) {
+			this.historyWindow.delete(from);
 			drops.history++;
 			return;
 		}
+		const { left } = opened;
 		if (!Array.isArray(entries)) {
 			drops.bad++;
 			return;
 		}
 		const taken = entries.slice(0, left);
 		drops.history += entries.length - taken.length;
-		this.historyWindow.set(from, left - taken.length);
+		opened.left = left - taken.length;
 		for (const item of taken) {
 			this.receive(from, item, false);
 		}
