@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { SessionLimiter } from '../static/js/mesh.js';
 import {
 	Keyring,
+	RoomTrust,
 	Signer,
 	acknowledge,
 	base64url,
@@ -223,4 +224,45 @@ test('40 new sessions a second for a minute are held to a handful', () => {
 	}
 	assert.ok(taken <= 8, `${taken} sessions taken`);
 	assert.equal(limiter.refused, 40 * 60 - taken);
+});
+
+/** A RoomTrust with what it needs from a page: members, what was seen, a panel that records the code. */
+function roomTrust({ members = [], seen = new Map(), selfBound = () => true, identity = { key: 'selfKey' } } = {}) {
+	const shown = [];
+	const trust = new RoomTrust({
+		roomId: 'room1', selfId: 'self', identity, certificate: null, selfBound,
+		keyring: { see: async () => {} }, seen, panel: { show: (code) => shown.push(code) },
+		members: () => members, fingerprintOf: () => null, warn: () => {},
+	});
+	return { trust, shown };
+}
+
+test('chat authors are verified by their bound key, former members by the remembered one', () => {
+	const seen = new Map([['alice', { key: 'aliceBefore', fingerprint: '' }], ['gone', { key: 'goneKey', fingerprint: '' }], ['bob', { key: 'bobBefore', fingerprint: '' }]]);
+	const { trust } = roomTrust({ members: [{ id: 'alice', name: 'A', key: 'aliceNow' }, { id: 'bob', name: 'B' }], seen });
+	const cases = [
+		['ourselves', 'self', ['selfKey']],
+		['a member with a bound key: that key only', 'alice', ['aliceNow']],
+		['a member with no key bound: none, not the remembered one', 'bob', []],
+		['a former member: the remembered key', 'gone', ['goneKey']],
+		['someone never seen', 'stranger', []],
+	];
+	for (const [what, author, want] of cases) {
+		assert.deepEqual(trust.keysOf(author), want, what);
+	}
+	assert.deepEqual(roomTrust({ identity: null }).trust.keysOf('self'), [], 'no identity key: none for ourselves');
+});
+
+test('our entry in the safety code follows whether a key is bound to us now', async () => {
+	let bound = false;
+	const { trust, shown } = roomTrust({ selfBound: () => bound });
+	for (const now of [false, true, false]) {
+		bound = now;
+		trust.update();
+		await trust.running;
+	}
+	const unbound = await safetyCode([{ id: 'self', key: '', fingerprint: '' }]);
+	const withKey = await safetyCode([{ id: 'self', key: 'selfKey', fingerprint: '' }]);
+	assert.notEqual(unbound, withKey);
+	assert.deepEqual(shown, [unbound, withKey, unbound]);
 });

@@ -9,7 +9,7 @@
  * - each member's DTLS certificate, one for all its peer connections, kept
  *   the same way, so that the others can recognise it;
  * - the ChatSigner of chat.js: signs with our key, verifies with the
- *   author's bound (or remembered) key;
+ *   author's bound key (a former member's remembered one);
  * - the safety code: a short number computed from every member's
  *   certificate fingerprint and key as this browser sees them; members who
  *   read the same code know nobody sits between any two of them;
@@ -520,8 +520,8 @@ export const keyring = new Keyring(typeof indexedDB === 'undefined' ? memoryStor
 
 /**
  * The ChatSigner of chat.js (contract B): signs with our identity key,
- * verifies with the author's keys (its bound key, and the one remembered
- * from an earlier visit, for history written before a change).
+ * verifies with the author's key (RoomTrust#keysOf: the bound one of a
+ * member in the list, the remembered one of a former member).
  */
 export class Signer {
 	/**
@@ -645,7 +645,8 @@ const COVERS_ONLY_YOU = 'Covers only you: nobody is connected to you yet.';
  * @property {string} selfId
  * @property {IdentityKey | null} identity our identity key in the room (null: none, an insecure context)
  * @property {RTCCertificate | null} certificate our DTLS certificate in the room (null: the browser's own per connection)
- * @property {boolean} selfBound whether the server bound a key to us (one in our member object)
+ * @property {() => boolean} selfBound whether the server has a key bound to us now (one in our
+ *   member object): asked on every update, so that it follows a rejoin
  * @property {Keyring} keyring where what was seen is kept
  * @property {Map<string, Seen>} seen what was seen before, by member id (Keyring#seen)
  * @property {SafetyPanel} panel where the safety code is shown
@@ -667,9 +668,6 @@ export class RoomTrust {
 	constructor(options) {
 		this.o = options;
 		this.selfFingerprint = (options.certificate && certificateFingerprint(options.certificate)) ?? '';
-		// Our key counts once the server bound one to us: the others then
-		// see it (or whatever the server says instead, which the code shows).
-		this.selfKey = options.identity && options.selfBound ? options.identity.key : '';
 		/**
 		 * Members whose key or certificate changed, until acknowledged: what
 		 * changed, and what is seen of them now.
@@ -687,9 +685,11 @@ export class RoomTrust {
 	}
 
 	/**
-	 * The keys a chat author's messages are verified with: its bound key,
-	 * and the one seen of it earlier (a former member, or history written
-	 * before a change).
+	 * The key a chat author's messages are verified with (contract B): the
+	 * key bound to a member in the list (none while none is bound); for an
+	 * author no longer in the list, the one remembered of it (the history
+	 * of a former member). A remembered key never stands in for a bound
+	 * one: a member whose key changed is checked by its new key only.
 	 * @param {string} author
 	 * @returns {string[]}
 	 */
@@ -697,16 +697,9 @@ export class RoomTrust {
 		if (author === this.o.selfId) {
 			return this.o.identity ? [this.o.identity.key] : [];
 		}
-		const keys = [];
-		const bound = this.o.members().find((m) => m.id === author)?.key;
-		if (bound) {
-			keys.push(bound);
-		}
-		const seen = this.o.seen.get(author)?.key;
-		if (seen) {
-			keys.push(seen);
-		}
-		return keys;
+		const member = this.o.members().find((m) => m.id === author);
+		const key = member ? member.key : this.o.seen.get(author)?.key;
+		return key ? [key] : [];
 	}
 
 	close() {
@@ -717,8 +710,12 @@ export class RoomTrust {
 		if (this.closed) {
 			return;
 		}
+		// Our key counts while the server has one bound to us: the others
+		// then see it (or whatever the server says instead, which the code
+		// shows).
+		const selfKey = this.o.identity && this.o.selfBound() ? this.o.identity.key : '';
 		/** @type {SafetyEntry[]} */
-		const entries = [{ id: this.o.selfId, key: this.selfKey, fingerprint: this.selfFingerprint }];
+		const entries = [{ id: this.o.selfId, key: selfKey, fingerprint: this.selfFingerprint }];
 		for (const m of this.o.members()) {
 			const fingerprint = this.o.fingerprintOf(m.id);
 			this.#check(m, { key: m.key ?? '', fingerprint: fingerprint ?? '' });
