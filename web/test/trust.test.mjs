@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { SessionLimiter } from '../static/js/mesh.js';
+import { DEFERRED_SIGNALS, Mesh, SessionLimiter } from '../static/js/mesh.js';
 import {
 	Keyring,
 	RoomTrust,
@@ -265,4 +265,33 @@ test('our entry in the safety code follows whether a key is bound to us now', as
 	const withKey = await safetyCode([{ id: 'self', key: 'selfKey', fingerprint: '' }]);
 	assert.notEqual(unbound, withKey);
 	assert.deepEqual(shown, [unbound, withKey, unbound]);
+});
+
+test('a deferred session keeps its offer and its candidates, in order, and a newer session replaces it', () => {
+	// The limiter part of a Mesh needs no peer connection: only the
+	// streams it makes up front, which node has not.
+	globalThis.MediaStream ??= /** @type {any} */ (class {});
+	const mesh = new Mesh({ selfId: 'self', signaller: { send: () => {} }, sessions: new SessionLimiter({ burst: 1, refillMs: 60_000, now: () => 0 }) });
+	assert.equal(mesh.sessions.take('p'), 0, 'the burst, spent');
+	// What the mesh then handles, seen instead of handled.
+	const handled = [];
+	mesh.handleSignal = (from, data) => handled.push(data);
+	const offer = { sid: 's1', description: { type: 'offer', sdp: 'v=0' } };
+	const candidates = Array.from({ length: DEFERRED_SIGNALS + 5 }, (_, i) => ({ sid: 's1', candidate: { candidate: `c${i}` } }));
+	const fresh = (data) => mesh.mayStart('p', data.sid, data);
+	assert.equal(fresh(offer), false, 'over the limit: deferred');
+	for (const c of candidates) {
+		fresh(c);
+	}
+	mesh.resumeDeferred('p');
+	assert.deepEqual(handled, [offer, ...candidates.slice(0, DEFERRED_SIGNALS - 1)], 'the offer first, then the candidates, bounded');
+
+	handled.length = 0;
+	const newer = { sid: 's2', hello: true };
+	fresh(offer);
+	fresh(candidates[0]);
+	fresh(newer);
+	mesh.resumeDeferred('p');
+	assert.deepEqual(handled, [newer], 'a newer session replaces the older one');
+	mesh.close();
 });
