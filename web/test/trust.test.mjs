@@ -295,3 +295,19 @@ test('a deferred session keeps its offer and its candidates, in order, and a new
 	assert.deepEqual(handled, [newer], 'a newer session replaces the older one');
 	mesh.close();
 });
+
+test('a keyring whose storage never answers fails in a bounded time, and what was seen is then empty', async () => {
+	const never = () => new Promise(() => {});
+	const hung = { get: never, put: never, list: never, forgetRoom: never, forgetAll: never };
+	const ring = new Keyring(hung, { waitMs: 20, makeCertificate: never });
+	const warn = console.warn;
+	console.warn = () => {};
+	try {
+		await assert.rejects(ring.identity('r', 'm'), /not ready within 20 ms/, 'identity');
+		await assert.rejects(ring.certificate('r', 'm'), /not ready within 20 ms/, 'certificate');
+		await assert.rejects(ring.keep('r', 'm', await ring.fresh()), /not ready within 20 ms/, 'keep');
+		assert.deepEqual(await ring.seen('r'), new Map(), 'seen');
+	} finally {
+		console.warn = warn;
+	}
+});

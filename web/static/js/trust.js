@@ -292,8 +292,23 @@ export function indexedDBStore(idb) {
 					req.result.createObjectStore(s);
 				}
 			};
-			req.onsuccess = () => resolve(req.result);
-			req.onerror = () => reject(req.error);
+			req.onsuccess = () => {
+				// Another tab upgrading the database: let it, open again later.
+				req.result.onversionchange = () => {
+					req.result.close();
+					opened = null;
+				};
+				resolve(req.result);
+			};
+			req.onerror = () => {
+				opened = null;
+				reject(req.error);
+			};
+			// Held by another tab: go on without, and try again next time.
+			req.onblocked = () => {
+				opened = null;
+				reject(new Error('IndexedDB is blocked by another tab'));
+			};
 		});
 		return opened;
 	};
@@ -350,19 +365,45 @@ function newCertificate() {
 }
 
 /**
+ * How long a page waits for the keyring (its storage, the making of a key)
+ * before it goes on without: a hung IndexedDB must not keep anyone from
+ * joining.
+ */
+export const KEYRING_WAIT_MS = 3000;
+
+/**
+ * The promise, or a rejection once ms have passed without it settling.
+ * @template T
+ * @param {Promise<T>} p
+ * @param {number} ms
+ * @param {string} what what is waited for, for the error
+ * @returns {Promise<T>}
+ */
+function bounded(p, ms, what) {
+	/** @type {ReturnType<typeof setTimeout> | undefined} */
+	let timer;
+	const late = new Promise((_, reject) => {
+		timer = setTimeout(() => reject(new Error(`${what} not ready within ${ms} ms (is the browser's storage stuck?)`)), ms);
+	});
+	return /** @type {Promise<T>} */ (Promise.race([p, late])).finally(() => clearTimeout(timer));
+}
+
+/**
  * This browser's keys and certificates, one of each per room and member,
  * made when first needed and reused on every later visit, and what it saw
- * of the other members.
+ * of the other members. What a page waits for to join (identity,
+ * certificate, keep, seen) comes within waitMs or fails.
  */
 export class Keyring {
 	/**
 	 * @param {TrustStore} store
-	 * @param {{makeCertificate?: () => Promise<RTCCertificate>, now?: () => number}} [options]
+	 * @param {{makeCertificate?: () => Promise<RTCCertificate>, now?: () => number, waitMs?: number}} [options]
 	 */
-	constructor(store, { makeCertificate = newCertificate, now = Date.now } = {}) {
+	constructor(store, { makeCertificate = newCertificate, now = Date.now, waitMs = KEYRING_WAIT_MS } = {}) {
 		this.store = store;
 		this.makeCertificate = makeCertificate;
 		this.now = now;
+		this.waitMs = waitMs;
 		/**
 		 * Keys in use, by "room member": the same promise for every caller, so
 		 * that two callers never make two keys.
@@ -381,7 +422,7 @@ export class Keyring {
 	 * @returns {Promise<IdentityKey>}
 	 */
 	identity(room, member) {
-		return once(this.identities, room, member, () => this.#loadIdentity(room, member));
+		return bounded(once(this.identities, room, member, () => this.#loadIdentity(room, member)), this.waitMs, 'the identity key');
 	}
 
 	/**
@@ -418,7 +459,7 @@ export class Keyring {
 	 */
 	async keep(room, member, key) {
 		this.identities.set(`${room} ${member}`, Promise.resolve(key));
-		await this.store.put('identity', room, member, key);
+		await bounded(this.store.put('identity', room, member, key), this.waitMs, 'keeping the identity key');
 	}
 
 	/**
@@ -429,7 +470,7 @@ export class Keyring {
 	 * @returns {Promise<RTCCertificate>}
 	 */
 	certificate(room, member) {
-		return once(this.certificates, room, member, () => this.#loadCertificate(room, member));
+		return bounded(once(this.certificates, room, member, () => this.#loadCertificate(room, member)), this.waitMs, 'the certificate');
 	}
 
 	/**
@@ -448,12 +489,16 @@ export class Keyring {
 	}
 
 	/**
-	 * What was seen before of the other members of a room, by member id.
+	 * What was seen before of the other members of a room, by member id
+	 * (none when the storage fails or does not answer in time).
 	 * @param {string} room
 	 * @returns {Promise<Map<string, Seen>>}
 	 */
 	async seen(room) {
-		return this.store.list('seen', room).catch(() => new Map());
+		return bounded(this.store.list('seen', room), this.waitMs, 'what was seen of the members').catch((err) => {
+			console.warn('lepeerchat: going on without what was seen of the members', err);
+			return new Map();
+		});
 	}
 
 	/**
