@@ -554,6 +554,9 @@ test('links show the host they really lead to', () => {
 		['accented Latin', 'https://bücher.de/', 'https://xn--bcher-kva.de/', undefined],
 		['percent-encoded host', 'https://ex%61mple.org/', 'https://example.org/', 'example.org'],
 		['a backslash the parser takes for a slash', 'https://evil.example\\@good.example/', 'https://evil.example/@good.example/', undefined],
+		['a full-width dot', 'https://good.example．evil.example/', 'https://good.example.evil.example/', 'good.example.evil.example'],
+		['an ideographic full stop', 'https://paypal.com。evil.example/', 'https://paypal.com.evil.example/', 'paypal.com.evil.example'],
+		['full-width letters', 'https://ｇｏｏｄ.example/', 'https://good.example/', 'good.example'],
 	];
 	for (const [what, text, href, host] of cases) {
 		const link = splitLinks(text).find((p) => p.href);

@@ -757,7 +757,8 @@ export function splitLinks(text) {
 /**
  * Whether a URL as written shows the host it leads to: no user
  * information, and the host as written is the parser's host (the same
- * letters, or a name in one script that the parser maps to it).
+ * letters, or a name of letters in one script that the parser maps to it
+ * unchanged but for its encoding).
  * @param {string} url as written, http(s)://…
  * @param {URL} parsed
  */
@@ -776,6 +777,13 @@ function showsHost(url, parsed) {
 	const written = authority.startsWith('[') ? authority.slice(0, authority.indexOf(']') + 1) : authority.replace(/:\d*$/, '');
 	if (/^[\x20-\x7e]*$/.test(written)) {
 		return written.toLowerCase() === parsed.hostname;
+	}
+	// Beyond ASCII, only letters (and their marks) as the parser keeps
+	// them: a full-width or ideographic dot, a look-alike digit or a
+	// full-width letter is mapped by the parser to another character than
+	// the one shown.
+	if (!/^(?:[\x20-\x7e]|\p{L}|\p{M})*$/u.test(written) || written.normalize('NFKC') !== written) {
+		return false;
 	}
 	let host = '';
 	try {
