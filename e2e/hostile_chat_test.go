@@ -14,6 +14,10 @@ import (
 // and speaks the client's data-channel format, against members driven by
 // meshDriverJS with the real chat panel (chatview.js) mounted.
 
+// adoptJump is chat.js's ADOPT_JUMP: how far one accepted message may move
+// a member's clock.
+const adoptJump = 1 << 20
+
 // mountChatViewJS shows the driver's chat in the real chat panel, names
 // taken from the member lists.
 const mountChatViewJS = `(async () => {
@@ -77,8 +81,9 @@ func TestHostileChatForgeriesAreDropped(t *testing.T) {
 	badTypes := map[string]any{"id": "bad-types", "author": m.self, "lamport": "3", "text": 5, "time": 1e300, "sig": 7}
 	m.sendChat(mustJSON(t, map[string]any{"type": "chat.history", "messages": []any{forgedB, forgedV, badTypes, own}}))
 
-	// Live: a poison Lamport value, one far ahead, a signature that does
-	// not match the text, a time of 1e300, fields of the wrong type; then a
+	// Live: a poison Lamport value (beyond the range: refused), one far
+	// ahead (signed and in range: kept, but it moves V's clock by 2^20 at
+	// most), a signature that does not match the text, a time of 1e300, fields of the wrong type; then a
 	// history outside its window, and a valid message last.
 	m.sendChat(m.key.live(t, room, m.self, chatMessage{ID: "poison", Lamport: 1<<53 - 1, Text: "poison", Time: now}))
 	m.sendChat(m.key.live(t, room, m.self, chatMessage{ID: "far-ahead", Lamport: 1 << 52, Text: "far ahead", Time: now}))
@@ -95,18 +100,18 @@ func TestHostileChatForgeriesAreDropped(t *testing.T) {
 
 	v.until(`T.chatLines().includes("M, live")`, "M's valid live message at V")
 	stats := chatStats(v)
-	if got, want := eval[[]string](v.participant, `T.chat.idle().then(() => T.chatLines())`), []string{"hello from B", "M, in history", "see https://good.example@evil.example/", "M, live"}; !slices.Equal(got, want) {
+	if got, want := eval[[]string](v.participant, `T.chat.idle().then(() => T.chatLines())`), []string{"hello from B", "M, in history", "see https://good.example@evil.example/", "M, live", "far ahead"}; !slices.Equal(got, want) {
 		t.Errorf("V's chat %q, want %q", got, want)
 	}
-	for counter, want := range map[string]int{"unverified": 3, "bad": 5, "lamport": 1, "history": 1} {
+	for counter, want := range map[string]int{"unverified": 3, "bad": 5, "history": 1} {
 		if stats[counter] < want {
 			t.Errorf("V counted %d %s, want at least %d (stats %v)", stats[counter], counter, want, stats)
 		}
 	}
-	if stats["clock"] > 100 {
-		t.Errorf("V's clock is %d after the poison", stats["clock"])
+	if stats["clock"] > adoptJump+100 {
+		t.Errorf("V's clock is %d after the poison, want at most 2^20 + 100", stats["clock"])
 	}
-	v.until(`new Promise(requestAnimationFrame).then(() => document.querySelectorAll("#chat .msg").length === 4)`, "the four messages drawn")
+	v.until(`new Promise(requestAnimationFrame).then(() => document.querySelectorAll("#chat .msg").length === 5)`, "the five messages drawn")
 	drawn := eval[map[string]any](v.participant, `(() => {
 		const chat = document.querySelector("#chat");
 		const a = chat.querySelector(".msg-text a");
@@ -119,18 +124,18 @@ func TestHostileChatForgeriesAreDropped(t *testing.T) {
 	if drawn["href"] != "https://evil.example/" || drawn["host"] != "evil.example" {
 		t.Errorf("M's link leads to %v and shows the host %q, want https://evil.example/ shown as evil.example", drawn["href"], drawn["host"])
 	}
-	for _, forged := range []string{"never wrote", "poison", "far ahead", "not signed", "huge time", "late history"} {
+	for _, forged := range []string{"never wrote", "poison", "not signed", "huge time", "late history"} {
 		if strings.Contains(drawn["text"].(string), forged) {
 			t.Errorf("V's page shows %q", forged)
 		}
 	}
 
-	// V is not silenced: its next message carries a small timestamp and
-	// reaches B.
+	// V is not silenced: its next message carries a timestamp at most
+	// 2^20 past what it had, far below 2^52, and reaches B.
 	eval[string](v.participant, `T.chat.send("V still heard").id`)
 	b.until(`T.chatLines().includes("V still heard")`, "V's message at B")
 	v.until(`new Promise(requestAnimationFrame).then(() => document.querySelector("#chat .msg[data-own=true] .msg-author .badge-self")?.textContent === "You")`, "V's own message marked by a badge")
-	if l := eval[int](b.participant, `T.chat.messages.find((m) => m.text === "V still heard").lamport`); l > 100 {
+	if l := eval[int](b.participant, `T.chat.messages.find((m) => m.text === "V still heard").lamport`); l > adoptJump+100 {
 		t.Errorf("V's message carries Lamport %d", l)
 	}
 
@@ -155,12 +160,23 @@ func TestHostileChatForgeriesAreDropped(t *testing.T) {
 	}
 }
 
+// The budgets a flood is held to (chat.js CHAT_BUDGET, mesh.js
+// CHANNEL_BUDGET), and how long chat.js gathers acknowledgements
+// (SEEN_DELAY_MS): what a flood may get through is their burst plus their
+// rate over the flood's duration, measured in the page, so that the bounds
+// hold however slowly a loaded machine deals with the flood.
+const (
+	chatBurst, chatRate = 40, 10  // chat.msg per peer: at once, a second
+	meshBurst, meshRate = 200, 50 // data-channel messages per peer
+	seenDelay           = 200 * time.Millisecond
+)
+
 // TestHostileChatFloodCostsOneLayout checks that a flood of 3,000 tiny
 // messages from one member does not freeze the victim's page (it answers
 // an evaluation within a second throughout), is cut to the member's
-// budget, is acknowledged in a few batched chat.seen rather than one per
-// message, and leaves the others' messages in place and their new ones
-// coming.
+// budget, is acknowledged in batched chat.seen (at most one per gathering
+// time) rather than one per message, and leaves the others' messages in
+// place and their new ones coming.
 func TestHostileChatFloodCostsOneLayout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
@@ -173,10 +189,10 @@ func TestHostileChatFloodCostsOneLayout(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = m.key.live(t, m.room, m.self, chatMessage{ID: fmt.Sprintf("f%d", i), Lamport: int64(2 + i), Text: fmt.Sprintf("f%d", i)})
 	}
-	floodAnswered(t, v, m, msgs)
-	stats := chatStats(v)
-	if kept := flood - stats["rate"] - eval[int](v.participant, `T.mesh.inbound.refused`); kept > 100 {
-		t.Errorf("V let %d of the flood through its budgets (stats %v)", kept, stats)
+	took := floodAnswered(t, v, m, msgs)
+	kept := eval[int](v.participant, fmt.Sprintf(`T.chat.messages.filter((x) => x.author === %q).length`, m.self))
+	if allowed := chatBurst + int(chatRate*took.Seconds()) + 1; kept > allowed {
+		t.Errorf("V let %d of the flood through its budgets in %v, want at most %d (stats %v)", kept, took, allowed, chatStats(v))
 	}
 	v.until(`new Promise(requestAnimationFrame).then(() => document.querySelectorAll("#chat .msg").length === T.chat.messages.length)`, "every message kept drawn")
 	if !slices.Contains(eval[[]string](v.participant, `T.chatLines()`), "B before the flood") {
@@ -185,20 +201,24 @@ func TestHostileChatFloodCostsOneLayout(t *testing.T) {
 	eval[string](b.participant, `T.chat.send("B after the flood").id`)
 	v.until(`T.chatLines().includes("B after the flood")`, "B's message after the flood at V")
 
+	// The acknowledgements of what V took: every message kept acknowledged
+	// once, in at most one chat.seen per gathering time of the flood (and
+	// one more for the last gathered), not one each.
+	m.waitFor(ctx, "V's acknowledgements of the flood", func() bool { return m.seenIDs.Load() >= int64(kept) })
+	if n, ids := m.seenMessages.Load(), m.seenIDs.Load(); ids != int64(kept) || n > int64(took/seenDelay)+2 {
+		t.Errorf("V sent %d chat.seen with %d ids for the %d messages it kept in %v", n, ids, kept, took)
+	}
+
 	// A flood of the mesh's own messages (a video's view size) is cut too.
 	views := make([]string, flood)
 	for i := range views {
 		views[i] = fmt.Sprintf(`{"type":"mesh.view","kind":"camera","visible":true,"width":%d,"height":480}`, 320+i%200)
 	}
-	floodAnswered(t, v, m, views)
-	if let := eval[int](v.participant, `T.mesh.inbound.allowed`); let > 2*flood/10 {
-		t.Errorf("V's mesh let %d messages through in all", let)
-	}
-
-	// The acknowledgements of what V took: a few chat.seen, not one each.
-	m.waitFor(ctx, "V's acknowledgements", func() bool { return m.seenMessages.Load() > 0 })
-	if n := m.seenMessages.Load(); n > 5 {
-		t.Errorf("V sent %d chat.seen for the flood", n)
+	// (B sends nothing meanwhile: what V lets through is M's.)
+	before := eval[int](v.participant, `T.mesh.inbound.allowed`)
+	took = floodAnswered(t, v, m, views)
+	if let, allowed := eval[int](v.participant, `T.mesh.inbound.allowed`)-before, meshBurst+int(meshRate*took.Seconds())+1; let > allowed {
+		t.Errorf("V's mesh let %d of the flood through in %v, want at most %d", let, took, allowed)
 	}
 	if err := m.failure(); err != nil {
 		t.Error(err)
@@ -206,31 +226,32 @@ func TestHostileChatFloodCostsOneLayout(t *testing.T) {
 }
 
 // floodAnswered sends msgs from m to v as fast as its data channel takes
-// them, and checks that v's page answers every evaluation within a second
-// until v's mesh has let through or refused all of them (and v's chat has
-// dealt with those it let through).
-func floodAnswered(t *testing.T, v *meshMember, m *interopPeer, msgs []string) {
+// them, and checks that v's page answers a trivial evaluation within a
+// second throughout, until v's mesh has let through or refused all of them
+// and v's chat has dealt with those it let through. It returns how long
+// that took, measured in v's page from before the first message went.
+func floodAnswered(t *testing.T, v *meshMember, m *interopPeer, msgs []string) time.Duration {
 	t.Helper()
-	count := fmt.Sprintf(`T.mesh.inbound.allowed + T.mesh.inbound.refused - %d`, eval[int](v.participant, `T.mesh.inbound.allowed + T.mesh.inbound.refused`))
+	count := fmt.Sprintf(`T.mesh.inbound.allowed + T.mesh.inbound.refused - %d`, eval[int](v.participant, `T.floodStart = performance.now(), T.mesh.inbound.allowed + T.mesh.inbound.refused`))
 	for _, msg := range msgs {
 		if err := m.dc.SendText(msg); err != nil {
 			t.Fatalf("M: flood: %v", err)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		start := time.Now()
-		n := eval[int](v.participant, `T.chat.idle().then(() => `+count+`)`)
+		eval[int](v.participant, `1 + 1`)
 		if took := time.Since(start); took > time.Second {
 			t.Fatalf("V's page took %v to answer during the flood", took)
 		}
-		if n >= len(msgs) {
-			return
+		if ms := eval[float64](v.participant, `T.chat.idle().then(() => `+count+` >= `+fmt.Sprint(len(msgs))+` ? performance.now() - T.floodStart : -1)`); ms >= 0 {
+			return time.Duration(ms * float64(time.Millisecond))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("V dealt with %d of the %d messages", n, len(msgs))
+			t.Fatalf("V dealt with %d of the %d messages", eval[int](v.participant, count), len(msgs))
 		}
 		<-tick.C
 	}

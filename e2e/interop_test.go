@@ -111,6 +111,7 @@ type interopPeer struct {
 	chatFromBrowser atomic.Pointer[string]
 	seen            atomic.Bool
 	seenMessages    atomic.Int64 // chat.seen messages received
+	seenIDs         atomic.Int64 // message ids acknowledged in them
 	received        atomic.Int64 // data-channel messages received
 	opened          atomic.Bool  // the data channel opened
 	packets         atomic.Int64
@@ -192,6 +193,7 @@ func newInteropPeer(ctx context.Context, t *testing.T, srv *server, room, token,
 			p.chatFromBrowser.Store(&m.Text)
 		case "chat.seen":
 			p.seenMessages.Add(1)
+			p.seenIDs.Add(int64(len(m.IDs)))
 			if len(m.IDs) == 1 && m.IDs[0] == "pion-msg-1" {
 				p.seen.Store(true)
 			}

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-	Chat, FRESH_HISTORY_MAX, HISTORY_LIMIT, LIVE_JUMP, MAX_LAMPORT, compareMessages, signedBytes, splitLinks,
+	ADOPT_JUMP, Chat, HISTORY_LIMIT, HISTORY_WINDOW_MS, MAX_LAMPORT, compareMessages, signedBytes, splitLinks,
 } from '../static/js/chat.js';
 
 const ROOM = 'room1';
@@ -158,7 +158,7 @@ test('a live message that does not verify is dropped and counted, never shown', 
 });
 
 test('a history is taken only just after the channel opened, once, entry by entry', async () => {
-	const { keys, chat } = await setup('alice', 'bob', 'mallory');
+	const { keys, chat, clock } = await setup('alice', 'bob', 'mallory');
 	const real = await message(keys, 'alice', { text: 'real', lamport: 2 });
 	// Before the channel opened: dropped.
 	chat.handleMessage('bob', { type: 'chat.history', messages: [real] });
@@ -193,6 +193,16 @@ test('a history is taken only just after the channel opened, once, entry by entr
 	await chat.idle();
 	assert.equal(chat.messages.length, 2 + HISTORY_LIMIT);
 	assert.equal(chat.stats.dropped.history, 2 + 5);
+
+	// A window closes by time too, when the peer says nothing else.
+	chat.peerOpened('alice');
+	clock.advance(HISTORY_WINDOW_MS - 1);
+	chat.handleMessage('alice', { type: 'chat.history', messages: [await message(keys, 'alice', { text: 'in time', lamport: 300 })] });
+	clock.advance(2);
+	chat.handleMessage('alice', { type: 'chat.history', messages: [await message(keys, 'alice', { text: 'too late', lamport: 301 })] });
+	await chat.idle();
+	assert.equal(chat.messages.at(-1)?.text, 'in time');
+	assert.equal(chat.stats.dropped.history, 2 + 5 + 1);
 });
 
 test('a message relayed, then handed by its author too, is no longer shown as relayed', async () => {
@@ -214,6 +224,75 @@ test('a message relayed, then handed by its author too, is no longer shown as re
 	chat.handleMessage('alice', { type: 'chat.history', messages: [n] });
 	assert.deepEqual(chat.messages.map((x) => [x.text, x.relayedBy]), [['both ways', ''], ['later', '']], 'once held');
 	assert.deepEqual(updated, [n.id]);
+});
+
+test('a message id reused by another author is another message: it hides nothing', async () => {
+	const { keys, chat } = await setup('victim', 'mallory');
+	const removed = [];
+	chat.on('removed', (ev) => removed.push(...ev.detail.keys));
+	chat.peerOpened('mallory');
+	chat.peerOpened('victim');
+	const real = await message(keys, 'victim', { id: 'X123', lamport: 5, text: 'the real words' });
+	const squat = await message(keys, 'mallory', { id: 'X123', lamport: 5, text: '.' });
+	chat.handleMessage('mallory', { type: 'chat.history', messages: [squat] });
+	await chat.idle();
+	chat.handleMessage('victim', { type: 'chat.history', messages: [real] });
+	await chat.idle();
+	const live2 = await message(keys, 'victim', { id: 'Y456', lamport: 6, text: 'live words' });
+	chat.handleMessage('mallory', live(await message(keys, 'mallory', { id: 'Y456', lamport: 6, text: '..' })));
+	chat.handleMessage('victim', live(live2));
+	await chat.idle();
+	assert.deepEqual(chat.messages.map((m) => [m.author, m.text]),
+		[['mallory', '.'], ['victim', 'the real words'], ['mallory', '..'], ['victim', 'live words']]);
+
+	// Seen marks count for our own message only, not for one of the same id.
+	const mine = chat.send('mine');
+	await chat.outgoing;
+	chat.handleMessage('mallory', live(await message(keys, 'mallory', { id: mine.id, lamport: 9 })));
+	await chat.idle();
+	chat.handleMessage('victim', { type: 'chat.seen', ids: [mine.id] });
+	assert.deepEqual([...mine.seenBy], ['victim']);
+	assert.equal(chat.messages.length, 6);
+
+	// Forgetting one forgets only that author's.
+	chat.forget([chat.messages[0]]);
+	assert.deepEqual(removed, ['mallory X123']);
+	assert.ok(chat.messages.some((m) => m.author === 'victim' && m.id === 'X123'));
+});
+
+/** The order of the P-256 group: (r, n − s) is a valid signature too. */
+const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+
+/** The other valid form of a raw r‖s signature (ECDSA malleability). */
+function malleate(sig) {
+	const b = Buffer.from(sig, 'base64url');
+	const s = BigInt(`0x${b.subarray(32).toString('hex')}`);
+	const t = Buffer.from((P256_N - s).toString(16).padStart(64, '0'), 'hex');
+	return b64url(Buffer.concat([b.subarray(0, 32), t]));
+}
+
+test('a relayed message handed by its author with the other form of its signature is no longer shown as relayed', async () => {
+	const { keys, chat } = await setup('alice', 'bob');
+	chat.peerOpened('bob');
+	chat.peerOpened('alice');
+	const updated = [];
+	chat.on('updated', (ev) => updated.push(ev.detail.message.id));
+	const m = await message(keys, 'alice', { text: 'relayed first' });
+	chat.handleMessage('bob', { type: 'chat.history', messages: [m] });
+	await chat.idle();
+	assert.equal(chat.messages[0].relayedBy, 'bob');
+	const other = { ...m, sig: malleate(m.sig) };
+	assert.notEqual(other.sig, m.sig);
+	// Relayed again, or by its author with other content: still relayed.
+	chat.handleMessage('bob', { type: 'chat.history', messages: [other] });
+	chat.handleMessage('alice', { type: 'chat.history', messages: [{ ...other, text: 'changed' }] });
+	await chat.idle();
+	assert.equal(chat.messages[0].relayedBy, 'bob');
+	chat.handleMessage('alice', live(other));
+	await chat.idle();
+	assert.deepEqual(chat.messages.map((x) => [x.text, x.relayedBy]), [['relayed first', '']]);
+	assert.deepEqual(updated, [m.id]);
+	assert.equal(chat.stats.dropped.unverified, 0);
 });
 
 test('our own messages come back as ours only with our own signature', async () => {
@@ -246,42 +325,60 @@ test('a history handed on keeps signatures, and the receiving side verifies each
 	assert.deepEqual(carol.messages.map((m) => [m.text, m.relayedBy]), [['from alice', 'bob'], ['from bob', '']]);
 });
 
-test('a poison timestamp is refused and the clock stays in its safe range', async () => {
-	const { keys, chat, clock } = await setup('mallory', 'alice');
-	const cases = [
-		['2^53 − 1', 2 ** 53 - 1, 'bad'],
-		['2^53', 2 ** 53, 'bad'],
-		['beyond MAX_LAMPORT', MAX_LAMPORT + 1, 'bad'],
-		['far ahead of our clock', LIVE_JUMP + 1, 'lamport'],
-	];
-	for (const [what, lamport, counter] of cases) {
-		const before = chat.stats.dropped[counter];
+test('a poison timestamp is refused, and the clock stays in its safe range', async () => {
+	const { keys, chat, clock } = await setup('mallory');
+	for (const [what, lamport] of [['0', 0], ['2^53 − 1', 2 ** 53 - 1], ['2^53', 2 ** 53], ['beyond MAX_LAMPORT', MAX_LAMPORT + 1]]) {
+		const before = chat.stats.dropped.bad;
 		chat.handleMessage('mallory', live(await message(keys, 'mallory', { lamport })));
 		await chat.idle();
-		assert.equal(chat.stats.dropped[counter], before + 1, what);
+		assert.equal(chat.stats.dropped.bad, before + 1, what);
 		clock.advance(1000);
 	}
 	assert.equal(chat.clock, 0);
-	chat.handleMessage('alice', live(await message(keys, 'alice', { lamport: LIVE_JUMP })));
-	await chat.idle();
-	assert.equal(chat.clock, LIVE_JUMP, 'within the bound: accepted');
-	assert.equal(chat.send('still here').lamport, LIVE_JUMP + 1);
-
-	// A history to a member that has seen nothing: up to FRESH_HISTORY_MAX.
-	const fresh = await setup('alice', 'bob');
-	fresh.chat.peerOpened('bob');
-	fresh.chat.handleMessage('bob', { type: 'chat.history', messages: [
-		await message(fresh.keys, 'alice', { lamport: FRESH_HISTORY_MAX }),
-		await message(fresh.keys, 'alice', { lamport: FRESH_HISTORY_MAX + 1 }),
-	] });
-	await fresh.chat.idle();
-	assert.deepEqual(fresh.chat.messages.map((m) => m.lamport), [FRESH_HISTORY_MAX]);
-	assert.equal(fresh.chat.stats.dropped.lamport, 1);
 
 	// At the end of the range the clock stops: sending says so, nothing wraps.
-	const full = await setup();
-	full.chat.clock = MAX_LAMPORT;
-	assert.throws(() => full.chat.send('one more'), RangeError);
+	chat.clock = MAX_LAMPORT - 3;
+	chat.handleMessage('mallory', live(await message(keys, 'mallory', { lamport: MAX_LAMPORT })));
+	await chat.idle();
+	assert.equal(chat.clock, MAX_LAMPORT);
+	assert.throws(() => chat.send('one more'), RangeError);
+});
+
+test('one far-ahead message, live or in a history, moves a clock by ADOPT_JUMP at most, and its holder stays heard', async () => {
+	const keys = new Keys();
+	for (const id of ['victim', 'carol', 'mallory']) {
+		await keys.add(id);
+	}
+	const cases = [
+		['live, a jump ahead of the clock', true, ADOPT_JUMP + 1],
+		['live, at the end of the range', true, MAX_LAMPORT],
+		['in a history to a member that has seen nothing', false, 2 ** 40],
+		['in a history, at the end of the range', false, MAX_LAMPORT],
+	];
+	for (const [what, isLive, lamport] of cases) {
+		const vWire = new Wire();
+		const victim = new Chat({ selfId: 'victim', roomId: ROOM, signer: keys.signer('victim'), transport: vWire });
+		const carol = new Chat({ selfId: 'carol', roomId: ROOM, signer: keys.signer('carol'), transport: new Wire() });
+		carol.send('carol first');
+		await carol.outgoing;
+		const poison = await message(keys, 'mallory', { lamport });
+		if (isLive) {
+			victim.handleMessage('mallory', live(poison));
+		} else {
+			victim.peerOpened('mallory');
+			victim.handleMessage('mallory', { type: 'chat.history', messages: [poison] });
+		}
+		await victim.idle();
+		assert.equal(victim.stats.accepted, 1, `${what}: a validly signed message is kept`);
+		assert.equal(victim.clock, ADOPT_JUMP, what);
+		victim.send('still heard');
+		const { data } = await vWire.until((s) => s.data.type === 'chat.msg');
+		assert.equal(data.lamport, ADOPT_JUMP + 1, what);
+		carol.handleMessage('victim', data);
+		await carol.idle();
+		assert.deepEqual(carol.messages.map((m) => m.text), ['carol first', 'still heard'], `${what}: the others still take the victim's messages`);
+		assert.equal(carol.clock, ADOPT_JUMP + 1, what);
+	}
 });
 
 test('a flood of 3,000 messages from one peer is cut to its budget, and the others keep their history', async () => {
@@ -457,6 +554,9 @@ test('links show the host they really lead to', () => {
 		['accented Latin', 'https://bücher.de/', 'https://xn--bcher-kva.de/', undefined],
 		['percent-encoded host', 'https://ex%61mple.org/', 'https://example.org/', 'example.org'],
 		['a backslash the parser takes for a slash', 'https://evil.example\\@good.example/', 'https://evil.example/@good.example/', undefined],
+		['a full-width dot', 'https://good.example．evil.example/', 'https://good.example.evil.example/', 'good.example.evil.example'],
+		['an ideographic full stop', 'https://paypal.com。evil.example/', 'https://paypal.com.evil.example/', 'paypal.com.evil.example'],
+		['full-width letters', 'https://ｇｏｏｄ.example/', 'https://good.example/', 'good.example'],
 	];
 	for (const [what, text, href, host] of cases) {
 		const link = splitLinks(text).find((p) => p.href);

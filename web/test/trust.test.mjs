@@ -7,9 +7,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { SessionLimiter } from '../static/js/mesh.js';
+import { DEFERRED_SIGNALS, Mesh, SessionLimiter } from '../static/js/mesh.js';
 import {
 	Keyring,
+	RoomTrust,
 	Signer,
 	acknowledge,
 	base64url,
@@ -223,4 +224,90 @@ test('40 new sessions a second for a minute are held to a handful', () => {
 	}
 	assert.ok(taken <= 8, `${taken} sessions taken`);
 	assert.equal(limiter.refused, 40 * 60 - taken);
+});
+
+/** A RoomTrust with what it needs from a page: members, what was seen, a panel that records the code. */
+function roomTrust({ members = [], seen = new Map(), selfBound = () => true, identity = { key: 'selfKey' } } = {}) {
+	const shown = [];
+	const trust = new RoomTrust({
+		roomId: 'room1', selfId: 'self', identity, certificate: null, selfBound,
+		keyring: { see: async () => {} }, seen, panel: { show: (code) => shown.push(code) },
+		members: () => members, fingerprintOf: () => null, warn: () => {},
+	});
+	return { trust, shown };
+}
+
+test('chat authors are verified by their bound key, former members by the remembered one', () => {
+	const seen = new Map([['alice', { key: 'aliceBefore', fingerprint: '' }], ['gone', { key: 'goneKey', fingerprint: '' }], ['bob', { key: 'bobBefore', fingerprint: '' }]]);
+	const { trust } = roomTrust({ members: [{ id: 'alice', name: 'A', key: 'aliceNow' }, { id: 'bob', name: 'B' }], seen });
+	const cases = [
+		['ourselves', 'self', ['selfKey']],
+		['a member with a bound key: that key only', 'alice', ['aliceNow']],
+		['a member with no key bound: none, not the remembered one', 'bob', []],
+		['a former member: the remembered key', 'gone', ['goneKey']],
+		['someone never seen', 'stranger', []],
+	];
+	for (const [what, author, want] of cases) {
+		assert.deepEqual(trust.keysOf(author), want, what);
+	}
+	assert.deepEqual(roomTrust({ identity: null }).trust.keysOf('self'), [], 'no identity key: none for ourselves');
+});
+
+test('our entry in the safety code follows whether a key is bound to us now', async () => {
+	let bound = false;
+	const { trust, shown } = roomTrust({ selfBound: () => bound });
+	for (const now of [false, true, false]) {
+		bound = now;
+		trust.update();
+		await trust.running;
+	}
+	const unbound = await safetyCode([{ id: 'self', key: '', fingerprint: '' }]);
+	const withKey = await safetyCode([{ id: 'self', key: 'selfKey', fingerprint: '' }]);
+	assert.notEqual(unbound, withKey);
+	assert.deepEqual(shown, [unbound, withKey, unbound]);
+});
+
+test('a deferred session keeps its offer and its candidates, in order, and a newer session replaces it', () => {
+	// The limiter part of a Mesh needs no peer connection: only the
+	// streams it makes up front, which node has not.
+	globalThis.MediaStream ??= /** @type {any} */ (class {});
+	const mesh = new Mesh({ selfId: 'self', signaller: { send: () => {} }, sessions: new SessionLimiter({ burst: 1, refillMs: 60_000, now: () => 0 }) });
+	assert.equal(mesh.sessions.take('p'), 0, 'the burst, spent');
+	// What the mesh then handles, seen instead of handled.
+	const handled = [];
+	mesh.handleSignal = (from, data) => handled.push(data);
+	const offer = { sid: 's1', description: { type: 'offer', sdp: 'v=0' } };
+	const candidates = Array.from({ length: DEFERRED_SIGNALS + 5 }, (_, i) => ({ sid: 's1', candidate: { candidate: `c${i}` } }));
+	const fresh = (data) => mesh.mayStart('p', data.sid, data);
+	assert.equal(fresh(offer), false, 'over the limit: deferred');
+	for (const c of candidates) {
+		fresh(c);
+	}
+	mesh.resumeDeferred('p');
+	assert.deepEqual(handled, [offer, ...candidates.slice(0, DEFERRED_SIGNALS - 1)], 'the offer first, then the candidates, bounded');
+
+	handled.length = 0;
+	const newer = { sid: 's2', hello: true };
+	fresh(offer);
+	fresh(candidates[0]);
+	fresh(newer);
+	mesh.resumeDeferred('p');
+	assert.deepEqual(handled, [newer], 'a newer session replaces the older one');
+	mesh.close();
+});
+
+test('a keyring whose storage never answers fails in a bounded time, and what was seen is then empty', async () => {
+	const never = () => new Promise(() => {});
+	const hung = { get: never, put: never, list: never, forgetRoom: never, forgetAll: never };
+	const ring = new Keyring(hung, { waitMs: 20, makeCertificate: never });
+	const warn = console.warn;
+	console.warn = () => {};
+	try {
+		await assert.rejects(ring.identity('r', 'm'), /not ready within 20 ms/, 'identity');
+		await assert.rejects(ring.certificate('r', 'm'), /not ready within 20 ms/, 'certificate');
+		await assert.rejects(ring.keep('r', 'm', await ring.fresh()), /not ready within 20 ms/, 'keep');
+		assert.deepEqual(await ring.seen('r'), new Map(), 'seen');
+	} finally {
+		console.warn = warn;
+	}
 });

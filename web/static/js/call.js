@@ -114,7 +114,7 @@ export async function mount(room) {
 		roomId: room.roomId,
 		selfId,
 		identity,
-		selfBound: !!room.members.get(selfId)?.key,
+		selfBound: () => !!room.members.get(selfId)?.key,
 		certificate,
 		keyring,
 		seen,

@@ -12,12 +12,14 @@
  *
  * Order never trusts a peer's clock: each message carries a Lamport
  * timestamp, and messages sort by (timestamp, author id, message id). No
- * peer can poison the order: a timestamp far ahead of ours is refused
- * (LIVE_JUMP), and the clock never leaves [0, MAX_LAMPORT].
+ * peer can poison the clock: a validly signed message is never refused for
+ * its timestamp (so no member is refused for a clock someone else pushed),
+ * but one message moves our clock by at most ADOPT_JUMP, and the clock
+ * never leaves [0, MAX_LAMPORT].
  *
  * Peers already present hand their recent history to each peer whose
- * channel opens; a history is taken only then, once per opening, entry by
- * entry. Each peer has a budget of messages and volume a second
+ * channel opens; a history is taken only then (within HISTORY_WINDOW_MS),
+ * once per opening, entry by entry. Each peer has a budget of messages and volume a second
  * (CHAT_BUDGET); what exceeds it is dropped and counted. Memory is kept
  * per author: when full, the oldest message of the author with the most
  * goes first, so one flooder cannot evict the others. Every field of every
@@ -43,13 +45,11 @@ export const HISTORY_LIMIT = 200;
 export const KEEP_LIMIT = 1000;
 /** The largest Lamport timestamp: the clock stops here, far below 2^53. */
 export const MAX_LAMPORT = 2 ** 52;
-/** How far ahead of our clock a received timestamp may be. */
-export const LIVE_JUMP = 2 ** 20;
 /**
- * The largest timestamp a history may bring to a member that has seen
- * nothing yet (clock 0), when nothing bounds it by what was seen.
+ * How far one accepted message may move our clock: reaching MAX_LAMPORT
+ * takes 2^32 messages, years at a peer's budget.
  */
-export const FRESH_HISTORY_MAX = 2 ** 40;
+export const ADOPT_JUMP = 2 ** 20;
 /**
  * What one peer may send of chat.msg and chat.seen: 10 messages a second
  * (40 at once), 40,000 UTF-16 code units a second (160,000 at once). A
@@ -63,6 +63,12 @@ const SIGNED_TAG = 'lepeerchat.chat.v1';
 /** Largest history batch, in UTF-16 code units of JSON, well under a data channel's message size. */
 const HISTORY_BATCH = 60_000;
 const MAX_SEEN_IDS = 200;
+/**
+ * How long after a channel opens its peer may still hand a history: a
+ * history comes at once, and a window left open would let a peer bring
+ * old messages in as history whenever it likes.
+ */
+export const HISTORY_WINDOW_MS = 15_000;
 /** How long acknowledgements are gathered before one chat.seen per author goes. */
 const SEEN_DELAY_MS = 200;
 
@@ -99,9 +105,9 @@ const SEEN_DELAY_MS = 200;
 /**
  * Event details.
  * @typedef {{ message: ChatMessage, before: string | null }} ChatMessageDetail
- *   a new message; insert it before the message with id `before` (null: at the end)
+ *   a new message; insert it before the message with key `before` (messageKey; null: at the end)
  * @typedef {{ message: ChatMessage, by: string }} ChatSeenDetail
- * @typedef {{ ids: string[] }} ChatRemovedDetail messages forgotten
+ * @typedef {{ keys: string[] }} ChatRemovedDetail messages forgotten, by messageKey
  * @typedef {{ message: ChatMessage, error: unknown }} ChatFailedDetail one of ours could not be signed: not sent, and removed
  * @typedef {{ message: ChatMessage }} ChatUpdatedDetail a message shown as relayed came from its author too
  * @typedef {{
@@ -119,7 +125,6 @@ const SEEN_DELAY_MS = 200;
  * @property {number} bad a malformed message or entry (a field of the wrong type, range or length; an unknown chat type)
  * @property {number} unverified a signature that does not verify against the author's key (or no key is known)
  * @property {number} rate over the peer's budget of messages or volume
- * @property {number} lamport a timestamp beyond the bound
  * @property {number} history a history outside its window (not just after the channel opened, or more entries than one history holds)
  */
 
@@ -158,6 +163,26 @@ export function compareMessages(a, b) {
  */
 export function signedBytes(roomId, { author, id, lamport, time, text }) {
 	return lengthPrefixed([SIGNED_TAG, roomId, author, id, String(lamport), String(time), text]);
+}
+
+/**
+ * What tells a message from every other: its author and its id. A message
+ * id is the author's choice, so another member may reuse it for a message
+ * of its own; it never stands for the author's.
+ * @param {{ author: string, id: string }} m
+ */
+export function messageKey({ author, id }) {
+	return `${author} ${id}`;
+}
+
+/**
+ * Whether two messages of the same key carry the same signed content (the
+ * signature itself may differ: an ECDSA signature has more than one form).
+ * @param {ChatMessage} a
+ * @param {ChatMessage} b
+ */
+function sameContent(a, b) {
+	return a.lamport === b.lamport && a.time === b.time && a.text === b.text;
 }
 
 /**
@@ -215,9 +240,9 @@ export class Chat extends EventTarget {
 	 * @param {number} [options.keep] messages kept in memory (default 1000)
 	 * @param {boolean} [options.autoSeen] acknowledge live messages as soon as they are accepted (default true); otherwise call markSeen
 	 * @param {import('./wire.js').PeerBudget} [options.budget] what one peer may send (default CHAT_BUDGET)
-	 * @param {() => number} [options.now] the clock of the budgets, in ms (tests give their own)
+	 * @param {() => number} [options.now] the clock of the budgets and history windows, in ms (tests give their own)
 	 */
-	constructor({ selfId, roomId, signer, transport, maxLength = MAX_TEXT, historyLimit = HISTORY_LIMIT, keep = KEEP_LIMIT, autoSeen = true, budget = CHAT_BUDGET, now }) {
+	constructor({ selfId, roomId, signer, transport, maxLength = MAX_TEXT, historyLimit = HISTORY_LIMIT, keep = KEEP_LIMIT, autoSeen = true, budget = CHAT_BUDGET, now = () => performance.now() }) {
 		super();
 		this.selfId = selfId;
 		this.roomId = roomId;
@@ -227,20 +252,24 @@ export class Chat extends EventTarget {
 		this.historyLimit = historyLimit;
 		this.keep = Math.max(keep, historyLimit);
 		this.autoSeen = autoSeen;
-		/** The Lamport clock: the largest timestamp accepted or sent. */
+		/** The Lamport clock: past every timestamp sent, moved towards each accepted (see accept). */
 		this.clock = 0;
 		/** @type {ChatMessage[]} sorted by compareMessages */
 		this.messages = [];
-		/** @type {Map<string, ChatMessage>} */
-		this.byId = new Map();
+		/** @type {Map<string, ChatMessage>} by messageKey */
+		this.byKey = new Map();
 		/** @type {Map<string, number>} messages kept, per author */
 		this.perAuthor = new Map();
 		/** What was accepted, and what was dropped and why: for tests and a debug view. */
-		this.stats = { accepted: 0, dropped: /** @type {ChatDrops} */ ({ bad: 0, unverified: 0, rate: 0, lamport: 0, history: 0 }) };
+		this.stats = { accepted: 0, dropped: /** @type {ChatDrops} */ ({ bad: 0, unverified: 0, rate: 0, history: 0 }) };
+		this.now = now;
 		this.limiter = new PeerLimiter(budget, now);
-		/** @type {Map<string, number>} peer → history entries it may still hand us since its channel opened */
+		/**
+		 * @type {Map<string, { left: number, until: number }>} peer → history
+		 * entries it may still hand us since its channel opened, and until when
+		 */
 		this.historyWindow = new Map();
-		/** @type {Map<string, ChatMessage>} the messages being verified, by "id sig" */
+		/** @type {Map<string, ChatMessage>} the messages being verified, by messageKey and signature */
 		this.verifying = new Map();
 		/** @type {Set<Promise<void>>} */
 		this.inFlight = new Set();
@@ -315,7 +344,7 @@ export class Chat extends EventTarget {
 	 * @param {string} id
 	 */
 	peerOpened(id) {
-		this.historyWindow.set(id, this.historyLimit);
+		this.historyWindow.set(id, { left: this.historyLimit, until: this.now() + HISTORY_WINDOW_MS });
 		const recent = this.messages.filter((m) => m.sig !== '');
 		const counts = new Map();
 		for (const m of recent) {
@@ -360,14 +389,14 @@ export class Chat extends EventTarget {
 	 * Acknowledges messages as seen to their authors (when autoSeen is off,
 	 * call it as messages are shown). Acknowledgements are gathered for a
 	 * short while and go as one chat.seen per author.
-	 * @param {Iterable<string>} ids
+	 * @param {Iterable<string>} keys messageKey of each
 	 */
-	markSeen(ids) {
-		for (const id of ids) {
-			const m = this.byId.get(id);
+	markSeen(keys) {
+		for (const key of keys) {
+			const m = this.byKey.get(key);
 			if (m && !m.own) {
 				const set = this.seenQueue.get(m.author) ?? new Set();
-				set.add(id);
+				set.add(m.id);
 				this.seenQueue.set(m.author, set);
 			}
 		}
@@ -450,25 +479,28 @@ export class Chat extends EventTarget {
 	}
 
 	/**
-	 * Takes a history from a peer, if its window is open: up to what the
-	 * window has left, each entry checked on its own.
+	 * Takes a history from a peer, if its window is open (opened less than
+	 * HISTORY_WINDOW_MS ago): up to what the window has left, each entry
+	 * checked on its own.
 	 * @param {string} from
 	 * @param {unknown} entries
 	 */
 	takeHistory(from, entries) {
 		const drops = this.stats.dropped;
-		const left = this.historyWindow.get(from);
-		if (left === undefined) {
+		const opened = this.historyWindow.get(from);
+		if (opened === undefined || this.now() > opened.until) {
+			this.historyWindow.delete(from);
 			drops.history++;
 			return;
 		}
+		const { left } = opened;
 		if (!Array.isArray(entries)) {
 			drops.bad++;
 			return;
 		}
 		const taken = entries.slice(0, left);
 		drops.history += entries.length - taken.length;
-		this.historyWindow.set(from, left - taken.length);
+		opened.left = left - taken.length;
 		for (const item of taken) {
 			this.receive(from, item, false);
 		}
@@ -480,7 +512,7 @@ export class Chat extends EventTarget {
 	 */
 	takeSeen(from, ids) {
 		for (const id of ids) {
-			const m = typeof id === 'string' ? this.byId.get(id) : undefined;
+			const m = typeof id === 'string' ? this.byKey.get(messageKey({ author: this.selfId, id })) : undefined;
 			if (m && m.own && !m.seenBy.has(from)) {
 				m.seenBy.add(from);
 				this.emit('seen', { message: m, by: from });
@@ -502,22 +534,19 @@ export class Chat extends EventTarget {
 			drops.bad++;
 			return;
 		}
-		if (!this.inBounds(m.lamport, live)) {
-			drops.lamport++;
-			return;
-		}
-		const key = `${m.id} ${m.sig}`;
-		const copy = this.byId.get(m.id) ?? this.verifying.get(key);
+		const key = `${messageKey(m)} ${m.sig}`;
+		const copy = this.byKey.get(messageKey(m)) ?? this.verifying.get(key);
 		if (copy) {
 			// Known, or on its way. Its author handing it too means it is not
-			// only relayed (the same signature: the same message).
-			if (copy.relayedBy && !m.relayedBy && copy.sig === m.sig) {
-				copy.relayedBy = '';
-				if (this.byId.get(m.id) === copy) {
-					this.emit('updated', { message: copy });
-				}
+			// only relayed: at once for the same signature, after verifying
+			// for another one over the same content (accept clears it).
+			if (!copy.relayedBy || m.relayedBy || !sameContent(copy, m)) {
+				return;
 			}
-			return;
+			if (copy.sig === m.sig) {
+				this.unrelay(copy);
+				return;
+			}
 		}
 		this.verifying.set(key, m);
 		const done = (async () => {
@@ -539,14 +568,14 @@ export class Chat extends EventTarget {
 	}
 
 	/**
-	 * Whether a received timestamp is within what has been seen: at most
-	 * LIVE_JUMP ahead of our clock; a history reaching a member that has
-	 * seen nothing may go up to FRESH_HISTORY_MAX.
-	 * @param {number} lamport a valid timestamp (at most MAX_LAMPORT)
-	 * @param {boolean} live
+	 * Marks a message as handed by its author too, no longer only relayed.
+	 * @param {ChatMessage} m kept or being verified
 	 */
-	inBounds(lamport, live) {
-		return lamport <= this.clock + LIVE_JUMP || (!live && this.clock === 0 && lamport <= FRESH_HISTORY_MAX);
+	unrelay(m) {
+		m.relayedBy = '';
+		if (this.byKey.get(messageKey(m)) === m) {
+			this.emit('updated', { message: m });
+		}
 	}
 
 	/**
@@ -572,21 +601,27 @@ export class Chat extends EventTarget {
 	}
 
 	/**
-	 * Keeps a verified message unless a copy got there first; advances the
-	 * clock; acknowledges a live one.
+	 * Keeps a verified message unless a copy got there first (then a copy
+	 * from its author of what was only relayed unmarks it); advances the
+	 * clock towards its timestamp, by at most ADOPT_JUMP; acknowledges a
+	 * live one.
 	 * @param {ChatMessage} m
 	 * @param {string} liveFrom the peer it came live from, or ""
 	 */
 	accept(m, liveFrom) {
-		if (this.byId.has(m.id)) {
+		const kept = this.byKey.get(messageKey(m));
+		if (kept) {
+			if (kept.relayedBy && !m.relayedBy && sameContent(kept, m)) {
+				this.unrelay(kept);
+			}
 			return;
 		}
 		m.own = m.author === this.selfId;
-		this.clock = Math.min(MAX_LAMPORT, Math.max(this.clock, m.lamport));
+		this.clock = Math.min(MAX_LAMPORT, Math.max(this.clock, Math.min(m.lamport, this.clock + ADOPT_JUMP)));
 		this.stats.accepted++;
 		this.insert(m);
-		if (liveFrom && this.autoSeen && this.byId.has(m.id)) {
-			this.markSeen([m.id]);
+		if (liveFrom && this.autoSeen && this.byKey.has(messageKey(m))) {
+			this.markSeen([messageKey(m)]);
 		}
 	}
 
@@ -608,9 +643,9 @@ export class Chat extends EventTarget {
 			}
 		}
 		list.splice(lo, 0, m);
-		this.byId.set(m.id, m);
+		this.byKey.set(messageKey(m), m);
 		count(this.perAuthor, m.author, 1);
-		const before = lo + 1 < list.length ? list[lo + 1].id : null;
+		const before = lo + 1 < list.length ? messageKey(list[lo + 1]) : null;
 		this.emit('message', { message: m, before });
 		if (list.length > this.keep) {
 			this.forget([list[evictionIndex(list, this.perAuthor)]]);
@@ -626,11 +661,11 @@ export class Chat extends EventTarget {
 			const i = this.messages.indexOf(g);
 			if (i >= 0) {
 				this.messages.splice(i, 1);
-				this.byId.delete(g.id);
+				this.byKey.delete(messageKey(g));
 				count(this.perAuthor, g.author, -1);
 			}
 		}
-		this.emit('removed', { ids: gone.map((g) => g.id) });
+		this.emit('removed', { keys: gone.map(messageKey) });
 	}
 }
 
@@ -722,7 +757,8 @@ export function splitLinks(text) {
 /**
  * Whether a URL as written shows the host it leads to: no user
  * information, and the host as written is the parser's host (the same
- * letters, or a name in one script that the parser maps to it).
+ * letters, or a name of letters in one script that the parser maps to it
+ * unchanged but for its encoding).
  * @param {string} url as written, http(s)://…
  * @param {URL} parsed
  */
@@ -741,6 +777,13 @@ function showsHost(url, parsed) {
 	const written = authority.startsWith('[') ? authority.slice(0, authority.indexOf(']') + 1) : authority.replace(/:\d*$/, '');
 	if (/^[\x20-\x7e]*$/.test(written)) {
 		return written.toLowerCase() === parsed.hostname;
+	}
+	// Beyond ASCII, only letters (and their marks) as the parser keeps
+	// them: a full-width or ideographic dot, a look-alike digit or a
+	// full-width letter is mapped by the parser to another character than
+	// the one shown.
+	if (!/^(?:[\x20-\x7e]|\p{L}|\p{M})*$/u.test(written) || written.normalize('NFKC') !== written) {
+		return false;
 	}
 	let host = '';
 	try {

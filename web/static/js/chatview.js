@@ -17,7 +17,7 @@
 
 import { h } from './dom.js';
 import { icon } from './icons.js';
-import { MAX_TEXT, cleanText, renderText, textLength, compareMessages } from './chat.js';
+import { MAX_TEXT, cleanText, compareMessages, messageKey, renderText, textLength } from './chat.js';
 import { isShowableTime } from './wire.js';
 
 /** @typedef {import('./chat.js').Chat} Chat */
@@ -44,9 +44,9 @@ export class ChatView {
 		this.chat = chat;
 		this.nameOf = nameOf;
 		this.othersOnline = othersOnline;
-		/** @type {Map<string, HTMLLIElement>} */
+		/** @type {Map<string, HTMLLIElement>} by messageKey */
 		this.items = new Map();
-		/** @type {Map<string, ChatMessage>} messages to draw at the next frame */
+		/** @type {Map<string, ChatMessage>} messages to draw at the next frame, by messageKey */
 		this.pending = new Map();
 		/** @type {number | undefined} */
 		this.frame = undefined;
@@ -103,7 +103,7 @@ export class ChatView {
 		chat.on('seen', (ev) => this.mark(ev.detail.message));
 		chat.on('updated', (ev) => {
 			if (!ev.detail.message.relayedBy) {
-				this.items.get(ev.detail.message.id)?.querySelector('.msg-relayed')?.remove();
+				this.items.get(messageKey(ev.detail.message))?.querySelector('.msg-relayed')?.remove();
 			}
 		});
 		chat.on('failed', (ev) => {
@@ -111,12 +111,12 @@ export class ChatView {
 			this.error.textContent = e instanceof Error ? `Not sent: ${e.message}.` : 'Not sent: it could not be signed.';
 		});
 		chat.on('removed', (ev) => {
-			for (const id of ev.detail.ids) {
-				this.pending.delete(id);
-				const li = this.items.get(id);
+			for (const key of ev.detail.keys) {
+				this.pending.delete(key);
+				const li = this.items.get(key);
 				const next = li?.nextElementSibling;
 				li?.remove();
-				this.items.delete(id);
+				this.items.delete(key);
 				if (next instanceof HTMLLIElement) {
 					this.group(next);
 				}
@@ -167,8 +167,8 @@ export class ChatView {
 
 	/** Updates the authors' names (a member's name became known). */
 	renameAll() {
-		for (const [id, li] of this.items) {
-			const m = this.chat.byId.get(id);
+		for (const [key, li] of this.items) {
+			const m = this.chat.byKey.get(key);
 			const author = li.querySelector('.msg-author');
 			if (m && author) {
 				author.replaceChildren(this.author(m));
@@ -188,10 +188,11 @@ export class ChatView {
 	 * @param {ChatMessage} m
 	 */
 	queue(m) {
-		if (this.items.has(m.id)) {
+		const key = messageKey(m);
+		if (this.items.has(key)) {
 			return;
 		}
-		this.pending.set(m.id, m);
+		this.pending.set(key, m);
 		this.frame ??= requestAnimationFrame(() => this.flush());
 	}
 
@@ -201,7 +202,7 @@ export class ChatView {
 	 */
 	flush() {
 		this.frame = undefined;
-		const batch = [...this.pending.values()].filter((m) => this.chat.byId.get(m.id) === m).sort(compareMessages);
+		const batch = [...this.pending.values()].filter((m) => this.chat.byKey.get(messageKey(m)) === m).sort(compareMessages);
 		this.pending.clear();
 		if (batch.length === 0) {
 			return;
@@ -214,11 +215,11 @@ export class ChatView {
 			const m = batch[i];
 			const li = this.item(m);
 			const at = list.indexOf(m);
-			const next = at >= 0 && at + 1 < list.length ? this.items.get(list[at + 1].id) : undefined;
+			const next = at >= 0 && at + 1 < list.length ? this.items.get(messageKey(list[at + 1])) : undefined;
 			log.insertBefore(li, next ?? null);
 		}
 		for (const m of batch) {
-			const li = /** @type {HTMLLIElement} */ (this.items.get(m.id));
+			const li = /** @type {HTMLLIElement} */ (this.items.get(messageKey(m)));
 			this.group(li);
 			if (li.nextElementSibling instanceof HTMLLIElement) {
 				this.group(li.nextElementSibling);
@@ -244,7 +245,7 @@ export class ChatView {
 		text.append(renderText(m.text));
 		const li = h(
 			'li',
-			{ class: 'msg', 'data-id': m.id, 'data-own': String(m.own), 'data-author': m.author },
+			{ class: 'msg', 'data-id': m.id, 'data-key': messageKey(m), 'data-own': String(m.own), 'data-author': m.author },
 			h(
 				'p',
 				{ class: 'msg-head' },
@@ -255,7 +256,7 @@ export class ChatView {
 			text,
 			m.own ? h('p', { class: 'msg-seen' }) : null,
 		);
-		this.items.set(m.id, li);
+		this.items.set(messageKey(m), li);
 		return li;
 	}
 
@@ -264,7 +265,7 @@ export class ChatView {
 	 * @param {ChatMessage} m
 	 */
 	mark(m) {
-		const el = /** @type {HTMLElement | null | undefined} */ (this.items.get(m.id)?.querySelector('.msg-seen'));
+		const el = /** @type {HTMLElement | null | undefined} */ (this.items.get(messageKey(m))?.querySelector('.msg-seen'));
 		if (!el) {
 			return;
 		}
@@ -315,8 +316,8 @@ export class ChatView {
 	 */
 	group(li) {
 		const prev = li.previousElementSibling;
-		const a = this.chat.byId.get(li.dataset.id ?? '');
-		const b = prev instanceof HTMLLIElement ? this.chat.byId.get(prev.dataset.id ?? '') : undefined;
+		const a = this.chat.byKey.get(li.dataset.key ?? '');
+		const b = prev instanceof HTMLLIElement ? this.chat.byKey.get(prev.dataset.key ?? '') : undefined;
 		const continued = !!a && !!b && a.author === b.author && Math.abs(a.time - b.time) < GROUP_MS;
 		li.classList.toggle('is-continued', continued);
 	}

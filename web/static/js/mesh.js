@@ -139,6 +139,11 @@ const HELLO_RETRY_MS = 5_000;
 const SESSION_BURST = 4;
 /** …and then one per this many ms. */
 const SESSION_REFILL_MS = 15_000;
+/**
+ * How many signals of one deferred session are kept: its hello or offer
+ * and the candidates that follow, plenty for one session's gathering.
+ */
+export const DEFERRED_SIGNALS = 32;
 
 /**
  * How often each peer may start a new session with us: a token bucket per
@@ -411,9 +416,10 @@ export class Mesh extends EventTarget {
 		this.config = { iceServers, iceTransportPolicy, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...(certificates ? { certificates } : {}) };
 		this.sessions = sessions;
 		/**
-		 * Per peer, the newest signal of a new session refused by the limiter,
-		 * taken when the limiter allows.
-		 * @type {Map<string, {data: Record<string, unknown>, timer: ReturnType<typeof setTimeout>}>}
+		 * Per peer, the signals of the newest session refused by the limiter
+		 * (its sid, and its first signals in order, at most DEFERRED_SIGNALS),
+		 * handled when the limiter allows.
+		 * @type {Map<string, {sid: string, signals: Record<string, unknown>[], timer: ReturnType<typeof setTimeout>}>}
 		 */
 		this.deferred = new Map();
 		/** @type {Map<string, string>} the last session id each peer used, kept across rebuilds */
@@ -725,7 +731,7 @@ export class Mesh extends EventTarget {
 		// rebuilt connection must not let any sid in as a first contact.
 		const known = this.remoteSids.get(from);
 		const fresh = known === undefined ? !p : known !== sid;
-		if (fresh && !this.mayStart(from, data)) {
+		if (fresh && !this.mayStart(from, sid, data)) {
 			return;
 		}
 		this.remoteSids.set(from, sid);
@@ -765,16 +771,25 @@ export class Mesh extends EventTarget {
 
 	/**
 	 * Whether a peer may start a new session now (a signal with a new sid).
-	 * If not, the signal is kept, replacing any kept before, and handled
-	 * again once the limiter allows.
+	 * If not, the signal is kept with the others of its session (its offer
+	 * or hello, then its candidates: the first DEFERRED_SIGNALS), a newer
+	 * session replacing an older one, and they are handled in order once
+	 * the limiter allows.
 	 * @param {string} from
+	 * @param {string} sid
 	 * @param {Record<string, unknown>} data
 	 * @returns {boolean}
 	 */
-	mayStart(from, data) {
+	mayStart(from, sid, data) {
 		const kept = this.deferred.get(from);
 		if (kept) {
-			kept.data = data;
+			if (kept.sid !== sid) {
+				kept.sid = sid;
+				kept.signals = [];
+			}
+			if (kept.signals.length < DEFERRED_SIGNALS) {
+				kept.signals.push(data);
+			}
 			this.sessions.refused++;
 			return false;
 		}
@@ -782,15 +797,26 @@ export class Mesh extends EventTarget {
 		if (wait === 0) {
 			return true;
 		}
-		const timer = setTimeout(() => {
-			const d = this.deferred.get(from);
-			this.deferred.delete(from);
-			if (d) {
-				this.handleSignal(from, d.data);
-			}
-		}, wait);
-		this.deferred.set(from, { data, timer });
+		const timer = setTimeout(() => this.resumeDeferred(from), wait);
+		this.deferred.set(from, { sid, signals: [data], timer });
 		return false;
+	}
+
+	/**
+	 * Handles the signals kept of a peer's deferred session, in order (its
+	 * first one goes to the limiter again).
+	 * @param {string} from
+	 */
+	resumeDeferred(from) {
+		const d = this.deferred.get(from);
+		if (!d) {
+			return;
+		}
+		clearTimeout(d.timer);
+		this.deferred.delete(from);
+		for (const data of d.signals) {
+			this.handleSignal(from, data);
+		}
 	}
 
 

@@ -359,8 +359,9 @@ export class ServerConnection extends EventTarget {
   /**
    * A create, join or rejoin with this browser's identity key for the
    * room; the new key of a create or join is kept as the member's once the
-   * reply names it. Without WebCrypto or IndexedDB (an insecure context)
-   * the request goes without a key.
+   * reply names it. Without WebCrypto or IndexedDB (an insecure context),
+   * or when the keyring does not answer in time (a hung IndexedDB: see
+   * trust.js's KEYRING_WAIT_MS), the request goes without a key.
    * @param {string} type
    * @param {any} fields
    * @param {number} timeout
@@ -381,7 +382,7 @@ export class ServerConnection extends EventTarget {
         key = fresh.key;
       }
     } catch (err) {
-      console.debug('lepeerchat: no identity key', err);
+      console.warn('lepeerchat: joining without an identity key', err);
     }
     const reply = await this.#request(type, key ? { ...fields, key } : fields, timeout, retry, internal);
     if (fresh && this.keys && reply?.room?.id && reply?.self?.id) {

@@ -9,7 +9,7 @@
  * - each member's DTLS certificate, one for all its peer connections, kept
  *   the same way, so that the others can recognise it;
  * - the ChatSigner of chat.js: signs with our key, verifies with the
- *   author's bound (or remembered) key;
+ *   author's bound key (a former member's remembered one);
  * - the safety code: a short number computed from every member's
  *   certificate fingerprint and key as this browser sees them; members who
  *   read the same code know nobody sits between any two of them;
@@ -292,8 +292,23 @@ export function indexedDBStore(idb) {
 					req.result.createObjectStore(s);
 				}
 			};
-			req.onsuccess = () => resolve(req.result);
-			req.onerror = () => reject(req.error);
+			req.onsuccess = () => {
+				// Another tab upgrading the database: let it, open again later.
+				req.result.onversionchange = () => {
+					req.result.close();
+					opened = null;
+				};
+				resolve(req.result);
+			};
+			req.onerror = () => {
+				opened = null;
+				reject(req.error);
+			};
+			// Held by another tab: go on without, and try again next time.
+			req.onblocked = () => {
+				opened = null;
+				reject(new Error('IndexedDB is blocked by another tab'));
+			};
 		});
 		return opened;
 	};
@@ -350,19 +365,45 @@ function newCertificate() {
 }
 
 /**
+ * How long a page waits for the keyring (its storage, the making of a key)
+ * before it goes on without: a hung IndexedDB must not keep anyone from
+ * joining.
+ */
+export const KEYRING_WAIT_MS = 3000;
+
+/**
+ * The promise, or a rejection once ms have passed without it settling.
+ * @template T
+ * @param {Promise<T>} p
+ * @param {number} ms
+ * @param {string} what what is waited for, for the error
+ * @returns {Promise<T>}
+ */
+function bounded(p, ms, what) {
+	/** @type {ReturnType<typeof setTimeout> | undefined} */
+	let timer;
+	const late = new Promise((_, reject) => {
+		timer = setTimeout(() => reject(new Error(`${what} not ready within ${ms} ms (is the browser's storage stuck?)`)), ms);
+	});
+	return /** @type {Promise<T>} */ (Promise.race([p, late])).finally(() => clearTimeout(timer));
+}
+
+/**
  * This browser's keys and certificates, one of each per room and member,
  * made when first needed and reused on every later visit, and what it saw
- * of the other members.
+ * of the other members. What a page waits for to join (identity,
+ * certificate, keep, seen) comes within waitMs or fails.
  */
 export class Keyring {
 	/**
 	 * @param {TrustStore} store
-	 * @param {{makeCertificate?: () => Promise<RTCCertificate>, now?: () => number}} [options]
+	 * @param {{makeCertificate?: () => Promise<RTCCertificate>, now?: () => number, waitMs?: number}} [options]
 	 */
-	constructor(store, { makeCertificate = newCertificate, now = Date.now } = {}) {
+	constructor(store, { makeCertificate = newCertificate, now = Date.now, waitMs = KEYRING_WAIT_MS } = {}) {
 		this.store = store;
 		this.makeCertificate = makeCertificate;
 		this.now = now;
+		this.waitMs = waitMs;
 		/**
 		 * Keys in use, by "room member": the same promise for every caller, so
 		 * that two callers never make two keys.
@@ -381,7 +422,7 @@ export class Keyring {
 	 * @returns {Promise<IdentityKey>}
 	 */
 	identity(room, member) {
-		return once(this.identities, room, member, () => this.#loadIdentity(room, member));
+		return bounded(once(this.identities, room, member, () => this.#loadIdentity(room, member)), this.waitMs, 'the identity key');
 	}
 
 	/**
@@ -418,7 +459,7 @@ export class Keyring {
 	 */
 	async keep(room, member, key) {
 		this.identities.set(`${room} ${member}`, Promise.resolve(key));
-		await this.store.put('identity', room, member, key);
+		await bounded(this.store.put('identity', room, member, key), this.waitMs, 'keeping the identity key');
 	}
 
 	/**
@@ -429,7 +470,7 @@ export class Keyring {
 	 * @returns {Promise<RTCCertificate>}
 	 */
 	certificate(room, member) {
-		return once(this.certificates, room, member, () => this.#loadCertificate(room, member));
+		return bounded(once(this.certificates, room, member, () => this.#loadCertificate(room, member)), this.waitMs, 'the certificate');
 	}
 
 	/**
@@ -448,12 +489,16 @@ export class Keyring {
 	}
 
 	/**
-	 * What was seen before of the other members of a room, by member id.
+	 * What was seen before of the other members of a room, by member id
+	 * (none when the storage fails or does not answer in time).
 	 * @param {string} room
 	 * @returns {Promise<Map<string, Seen>>}
 	 */
 	async seen(room) {
-		return this.store.list('seen', room).catch(() => new Map());
+		return bounded(this.store.list('seen', room), this.waitMs, 'what was seen of the members').catch((err) => {
+			console.warn('lepeerchat: going on without what was seen of the members', err);
+			return new Map();
+		});
 	}
 
 	/**
@@ -520,8 +565,8 @@ export const keyring = new Keyring(typeof indexedDB === 'undefined' ? memoryStor
 
 /**
  * The ChatSigner of chat.js (contract B): signs with our identity key,
- * verifies with the author's keys (its bound key, and the one remembered
- * from an earlier visit, for history written before a change).
+ * verifies with the author's key (RoomTrust#keysOf: the bound one of a
+ * member in the list, the remembered one of a former member).
  */
 export class Signer {
 	/**
@@ -645,7 +690,8 @@ const COVERS_ONLY_YOU = 'Covers only you: nobody is connected to you yet.';
  * @property {string} selfId
  * @property {IdentityKey | null} identity our identity key in the room (null: none, an insecure context)
  * @property {RTCCertificate | null} certificate our DTLS certificate in the room (null: the browser's own per connection)
- * @property {boolean} selfBound whether the server bound a key to us (one in our member object)
+ * @property {() => boolean} selfBound whether the server has a key bound to us now (one in our
+ *   member object): asked on every update, so that it follows a rejoin
  * @property {Keyring} keyring where what was seen is kept
  * @property {Map<string, Seen>} seen what was seen before, by member id (Keyring#seen)
  * @property {SafetyPanel} panel where the safety code is shown
@@ -667,9 +713,6 @@ export class RoomTrust {
 	constructor(options) {
 		this.o = options;
 		this.selfFingerprint = (options.certificate && certificateFingerprint(options.certificate)) ?? '';
-		// Our key counts once the server bound one to us: the others then
-		// see it (or whatever the server says instead, which the code shows).
-		this.selfKey = options.identity && options.selfBound ? options.identity.key : '';
 		/**
 		 * Members whose key or certificate changed, until acknowledged: what
 		 * changed, and what is seen of them now.
@@ -687,9 +730,11 @@ export class RoomTrust {
 	}
 
 	/**
-	 * The keys a chat author's messages are verified with: its bound key,
-	 * and the one seen of it earlier (a former member, or history written
-	 * before a change).
+	 * The key a chat author's messages are verified with (contract B): the
+	 * key bound to a member in the list (none while none is bound); for an
+	 * author no longer in the list, the one remembered of it (the history
+	 * of a former member). A remembered key never stands in for a bound
+	 * one: a member whose key changed is checked by its new key only.
 	 * @param {string} author
 	 * @returns {string[]}
 	 */
@@ -697,16 +742,9 @@ export class RoomTrust {
 		if (author === this.o.selfId) {
 			return this.o.identity ? [this.o.identity.key] : [];
 		}
-		const keys = [];
-		const bound = this.o.members().find((m) => m.id === author)?.key;
-		if (bound) {
-			keys.push(bound);
-		}
-		const seen = this.o.seen.get(author)?.key;
-		if (seen) {
-			keys.push(seen);
-		}
-		return keys;
+		const member = this.o.members().find((m) => m.id === author);
+		const key = member ? member.key : this.o.seen.get(author)?.key;
+		return key ? [key] : [];
 	}
 
 	close() {
@@ -717,8 +755,12 @@ export class RoomTrust {
 		if (this.closed) {
 			return;
 		}
+		// Our key counts while the server has one bound to us: the others
+		// then see it (or whatever the server says instead, which the code
+		// shows).
+		const selfKey = this.o.identity && this.o.selfBound() ? this.o.identity.key : '';
 		/** @type {SafetyEntry[]} */
-		const entries = [{ id: this.o.selfId, key: this.selfKey, fingerprint: this.selfFingerprint }];
+		const entries = [{ id: this.o.selfId, key: selfKey, fingerprint: this.selfFingerprint }];
 		for (const m of this.o.members()) {
 			const fingerprint = this.o.fingerprintOf(m.id);
 			this.#check(m, { key: m.key ?? '', fingerprint: fingerprint ?? '' });
