@@ -126,6 +126,9 @@ type Server struct {
 	// them are kept in reserve, maxPerAddress the cap of a client address.
 	size, reserved, maxPerAddress int
 	own                           ownAddrs
+	// relayIP is the address relay sockets are bound to, or the
+	// unspecified address when they are bound to every IPv4 address.
+	relayIP netip.Addr
 	// inUse counts the open relay sockets on each port of the range, UDP
 	// ([0]) and TCP ([1]), read without the lock for every datagram a
 	// relay sends to the server's own address (see mayReach).
@@ -208,9 +211,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	// Relay sockets listen where the server does, if that is one IPv4
 	// address, else on every IPv4 address.
-	bindIP := "0.0.0.0"
+	bindIP := netip.IPv4Unspecified()
 	if ip, err := netip.ParseAddr(host); err == nil && ip.Is4() && !ip.IsUnspecified() {
-		bindIP = ip.String()
+		bindIP = ip
 	}
 
 	s := &Server{
@@ -218,6 +221,7 @@ func Start(cfg Config) (*Server, error) {
 		size:          size,
 		reserved:      reserveOf(size, cfg.RelayReservePercent),
 		maxPerAddress: cfg.MaxAllocationsPerAddress,
+		relayIP:       bindIP,
 		relays:        make(map[string]map[*relay]struct{}),
 		clients:       make(map[string]int),
 		pending:       make(map[string]string),
@@ -237,7 +241,7 @@ func Start(cfg Config) (*Server, error) {
 		s: s,
 		inner: &pionturn.RelayAddressGeneratorPortRange{
 			RelayAddress: net.IP(cfg.PublicIP.AsSlice()),
-			Address:      bindIP,
+			Address:      bindIP.String(),
 			MinPort:      cfg.MinRelayPort,
 			MaxPort:      cfg.MaxRelayPort,
 			MaxRetries:   30,
