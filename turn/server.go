@@ -31,6 +31,7 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults applied by Start to the zero fields of Config.
@@ -141,15 +142,18 @@ type Server struct {
 	// them all.
 	clients map[string]int
 	open    int
-	// pending holds the client address of each member's allocation under
-	// way, from the quota check to the opening of its socket. Like
-	// checked, it is forgotten with the member's last relay (or its
-	// revocation), so it holds at most the members that passed the quota
-	// check, which needs valid credentials.
-	pending map[string]string
-	// checked holds when the store was last asked about each member
-	// holding relays here (see recheckEvery).
+	// pending holds the note of each member's allocations under way, from
+	// the quota check to the opening of their socket (see admitPending).
+	// Notes and store answers gone stale are swept at swept, so they hold
+	// at most the members that passed the quota check lately, which needs
+	// valid credentials.
+	pending map[string]pending
+	// checked holds when the store last said each member was not revoked
+	// (see notRevokedFor and recheckEvery).
 	checked map[string]time.Time
+	swept   time.Time
+	// lookups makes concurrent look-ups of one member in the store one.
+	lookups singleflight.Group
 	// revoked holds members gone for good, and until when their
 	// credentials could still be used.
 	revoked map[string]time.Time
@@ -224,7 +228,7 @@ func Start(cfg Config) (*Server, error) {
 		relayIP:       bindIP,
 		relays:        make(map[string]map[*relay]struct{}),
 		clients:       make(map[string]int),
-		pending:       make(map[string]string),
+		pending:       make(map[string]pending),
 		checked:       make(map[string]time.Time),
 		revoked:       make(map[string]time.Time),
 	}
@@ -416,6 +420,7 @@ func (g *relayGenerator) Validate() error { return g.inner.Validate() }
 
 func (g *relayGenerator) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	if conf.Network != "udp4" {
+		g.s.dropPending(conf.UserID)
 		return nil, nil, errFamily
 	}
 	r, err := g.s.reserve(conf.UserID, false)
@@ -463,6 +468,7 @@ func (g *relayGenerator) listenUDP(network string) (net.PacketConn, net.Addr, er
 
 func (g *relayGenerator) AllocateListener(conf pionturn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
 	if conf.Network != "tcp4" {
+		g.s.dropPending(conf.UserID)
 		return nil, nil, errFamily
 	}
 	r, err := g.s.reserve(conf.UserID, true)
