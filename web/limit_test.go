@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -286,9 +287,10 @@ func TestWebSocketOutlivesTheTimeouts(t *testing.T) {
 	}
 }
 
-// TestPerClientCap holds the cap's worth of connections from one address,
-// then checks the refusals past it, that another address is served, and
-// that closed connections free their slots.
+// TestPerClientCap holds the cap's worth of connections in use from one
+// address (each with a request under way, so none is idle), then checks
+// the refusals past it, that another address is served, and that closed
+// connections free their slots.
 func TestPerClientCap(t *testing.T) {
 	const limit = 3
 	for _, plain := range []bool{true, false} {
@@ -298,8 +300,8 @@ func TestPerClientCap(t *testing.T) {
 			var held []net.Conn
 			for range limit {
 				c := e.mustDial(t, "127.0.0.1")
-				if resp := roundTrip(t, c, "/healthz"); resp.StatusCode != http.StatusOK {
-					t.Fatalf("connection within the cap: %s", resp.Status)
+				if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n"); err != nil {
+					t.Fatal(err)
 				}
 				held = append(held, c)
 			}
@@ -333,6 +335,58 @@ func TestPerClientCap(t *testing.T) {
 			}
 			waitServed(t, e, "127.0.0.1")
 		})
+	}
+}
+
+// TestIdleConnectionsGiveWayAtTheCap holds the cap's worth of kept-alive
+// connections idle from one address, as the browsers behind one NAT do:
+// a new connection from there is served, in the place of the connection
+// idle longest, which is closed; the others still serve.
+func TestIdleConnectionsGiveWayAtTheCap(t *testing.T) {
+	const limit = 3
+	for _, plain := range []bool{true, false} {
+		t.Run(map[bool]string{true: "plain HTTP", false: "TLS"}[plain], func(t *testing.T) {
+			e := startEndpoint(t, Config{PlainHTTP: plain, MaxConnsPerClient: limit}, nil, nil)
+			var held []net.Conn
+			for i := range limit {
+				c := e.mustDial(t, "127.0.0.1")
+				if resp := roundTrip(t, c, "/healthz"); resp.StatusCode != http.StatusOK {
+					t.Fatalf("connection within the cap: %s", resp.Status)
+				}
+				// In order, so that held[0] is the one idle longest.
+				waitIdle(t, e, "127.0.0.1", i+1)
+				held = append(held, c)
+			}
+			if resp := roundTrip(t, e.mustDial(t, "127.0.0.1"), "/healthz"); resp.StatusCode != http.StatusOK {
+				t.Fatalf("a new connection with the cap's worth idle: %s, want 200", resp.Status)
+			}
+			waitClosed(t, held[0])
+			for _, c := range held[1:] {
+				if resp := roundTrip(t, c, "/healthz"); resp.StatusCode != http.StatusOK {
+					t.Errorf("a connection idle for less long: %s, want 200", resp.Status)
+				}
+			}
+		})
+	}
+}
+
+// waitIdle waits until n connections of client are noted idle, as they are
+// once net/http has finished their responses (the client reads the
+// response a moment before).
+func waitIdle(t *testing.T, e *endpoint, client string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(closeWithin)
+	for {
+		e.conns.mu.Lock()
+		got := len(e.conns.idle[client])
+		e.conns.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections of %s idle after %v, want %d", got, client, closeWithin, n)
+		}
+		runtime.Gosched()
 	}
 }
 
@@ -396,11 +450,14 @@ func TestServerWideCap(t *testing.T) {
 	}
 }
 
-// TestHTTP2ConnectionPastTheCapIsRefused holds the cap with HTTP/1.1
-// connections, then opens an HTTP/2 one from the same address.
+// TestHTTP2ConnectionPastTheCapIsRefused holds the cap with an HTTP/1.1
+// connection in use (a request under way: an idle one would give way),
+// then opens an HTTP/2 one from the same address.
 func TestHTTP2ConnectionPastTheCapIsRefused(t *testing.T) {
 	e := startEndpoint(t, Config{MaxConnsPerClient: 1}, nil, nil)
-	roundTrip(t, e.mustDial(t, ""), "/healthz")
+	if _, err := io.WriteString(e.mustDial(t, ""), "GET /healthz HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
 	client := trustingClient(t, filepath.Join(e.dir, "cert.pem"))
 	resp, err := client.Get(e.URL() + "healthz")
 	if err != nil {
