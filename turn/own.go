@@ -69,7 +69,7 @@ func (o *ownAddrs) load(public netip.Addr, now time.Time) {
 				continue
 			}
 			ip = ip.Unmap()
-			set[ip] = set[ip]
+			set[ip] = set[ip] // an own address; still denied if another subnet's broadcast
 			if b, ok := directedBroadcast(ip, n.Mask); ok {
 				set[b] = true
 			}
