@@ -122,6 +122,13 @@ func TestTheSlash64sOfOneSlash48ShareACreationBucket(t *testing.T) {
 	}
 }
 
+func TestANetworksCreationBucketIsNeverSmallerThanAnAddresss(t *testing.T) {
+	ts := startServer(t, "", func(c *Config) { c.CreateRate, c.CreateBurst = 1000, 1000 })
+	if ts.cfg.WideCreateRate != 1000 || ts.cfg.WideCreateBurst != 1000 {
+		t.Errorf("network bucket %v, %d; want the address's 1000, 1000", ts.cfg.WideCreateRate, ts.cfg.WideCreateBurst)
+	}
+}
+
 func TestRefusedCreatesTakeNoRoomAndInvalidKeysNoToken(t *testing.T) {
 	ts := startServer(t, "", func(c *Config) { c.CreateBurst, c.MaxRooms = 3, 1 })
 	a := dial(t, ts)

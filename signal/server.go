@@ -69,7 +69,9 @@ type Config struct {
 	// all the client addresses of one wider network (clientaddr.Wide: an
 	// IPv4 /24, an IPv6 /48) may create together, on this node, so that
 	// the /64s of one /48 cannot fill the room cap between them. Default
-	// 30 a minute, 30.
+	// 30 a minute, 30; never less than CreateRate and CreateBurst, since a
+	// network holds at least one address (so raising those for a load
+	// test from one address raises these too).
 	WideCreateRate  rate.Limit
 	WideCreateBurst int
 	// MaxRooms caps the rooms in the store; a create past it is refused
@@ -135,6 +137,8 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.CreateBurst, 10)
 	setDefault(&c.WideCreateRate, rate.Every(2*time.Second))
 	setDefault(&c.WideCreateBurst, 30)
+	c.WideCreateRate = max(c.WideCreateRate, c.CreateRate)
+	c.WideCreateBurst = max(c.WideCreateBurst, c.CreateBurst)
 	setDefault(&c.MaxRooms, 10000)
 	setDefault(&c.PingInterval, 20*time.Second)
 	setDefault(&c.PongTimeout, 20*time.Second)
