@@ -58,8 +58,14 @@ func (s *Server) quota(member, _ string, src net.Addr) bool {
 	if err := s.admitPending(member, client); err != nil {
 		return false
 	}
+	now := s.cfg.Now()
 	p := s.pending[member]
-	s.pending[member] = pending{client: client, n: p.n + 1, since: s.cfg.Now()}
+	if p.client != client || now.Sub(p.since) >= pendingFor {
+		p = pending{client: client} // none, or a stale one admitPending let go
+	}
+	p.n++
+	p.since = now
+	s.pending[member] = p
 	return true
 }
 
