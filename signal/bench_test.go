@@ -44,6 +44,7 @@ func benchConfig(c *Config) {
 	c.Burst = 1 << 30
 	c.PeerRate, c.PeerBurst = 1e9, 1<<30
 	c.CreateRate, c.CreateBurst, c.MaxRooms = 1e9, 1<<30, 1<<30
+	c.WideCreateRate, c.WideCreateBurst = 1e9, 1<<30
 	c.MaxConnsPerIP = 1 << 16
 }
 

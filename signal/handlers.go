@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"lepeerchat/internal/clientaddr"
 	"lepeerchat/room"
 	"lepeerchat/store"
 )
@@ -123,7 +124,10 @@ func (s *session) create(ctx context.Context, req *request) error {
 		return err
 	}
 	srv := s.srv
-	if !srv.creates.allow([]byte(s.ip), srv.cfg.Now()) {
+	// The address's own bucket first, so that one address of a network
+	// takes no more of the network's bucket than its own allows.
+	now := srv.cfg.Now()
+	if !srv.creates.allow([]byte(s.ip), now) || !srv.wideCreates.allow([]byte(clientaddr.Wide(s.ip)), now) {
 		return &protoError{Code: CodeRateLimited, Msg: "too many rooms created from your address: wait a moment, then try again"}
 	}
 	if !srv.rooms.reserve(srv.cfg.MaxRooms) {

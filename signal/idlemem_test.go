@@ -46,6 +46,7 @@ func TestIdleMemoryProfile(t *testing.T) {
 		c.IdleAfter = 0 // the default of a real server, not the tests' millisecond
 		c.MaxConnsPerIP = 1 << 20
 		c.CreateRate, c.CreateBurst, c.MaxRooms = 1e6, 1e6, 1<<30
+		c.WideCreateRate, c.WideCreateBurst = 1e6, 1e6
 		if cpu {
 			c.Rate, c.Burst = 1e6, 1e6
 			c.PeerRate, c.PeerBurst = 1e6, 1e6

@@ -91,6 +91,44 @@ func TestRoomCreationIsRateLimitedPerAddress(t *testing.T) {
 	}
 }
 
+func TestTheSlash64sOfOneSlash48ShareACreationBucket(t *testing.T) {
+	clk := newClock()
+	ts := startServer(t, "", func(c *Config) { c.Now, c.TrustProxy = clk.Now, true })
+	burst := ts.cfg.WideCreateBurst
+	made := 0
+	for i := range 100 {
+		if r := createOnce(dialFrom(t, ts, fmt.Sprintf("2001:db8:1:%x::1", i)), "r"); r.str("type") == "joined" {
+			made++
+		} else if r.code() != "rate_limited" {
+			t.Fatalf("create from /64 %d: %v, want joined or rate_limited", i, r)
+		}
+	}
+	if made != burst {
+		t.Errorf("100 /64s of one /48 created %d rooms, want the /48's burst %d", made, burst)
+	}
+	// Another /48, and an IPv4 /24, have buckets of their own.
+	if r := createOnce(dialFrom(t, ts, "2001:db8:2::1"), "r"); r.str("type") != "joined" {
+		t.Errorf("another /48: %v", r)
+	}
+	// The /24s of IPv4 share one too.
+	made = 0
+	for i := range burst + 5 {
+		if r := createOnce(dialFrom(t, ts, fmt.Sprintf("198.51.100.%d", i+1)), "r"); r.str("type") == "joined" {
+			made++
+		}
+	}
+	if made != burst {
+		t.Errorf("%d addresses of one /24 created %d rooms, want the /24's burst %d", burst+5, made, burst)
+	}
+}
+
+func TestANetworksCreationBucketIsNeverSmallerThanAnAddresss(t *testing.T) {
+	ts := startServer(t, "", func(c *Config) { c.CreateRate, c.CreateBurst = 1000, 1000 })
+	if ts.cfg.WideCreateRate != 1000 || ts.cfg.WideCreateBurst != 1000 {
+		t.Errorf("network bucket %v, %d; want the address's 1000, 1000", ts.cfg.WideCreateRate, ts.cfg.WideCreateBurst)
+	}
+}
+
 func TestRefusedCreatesTakeNoRoomAndInvalidKeysNoToken(t *testing.T) {
 	ts := startServer(t, "", func(c *Config) { c.CreateBurst, c.MaxRooms = 3, 1 })
 	a := dial(t, ts)

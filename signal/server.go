@@ -65,6 +65,15 @@ type Config struct {
 	// (6 a minute), 10.
 	CreateRate  rate.Limit
 	CreateBurst int
+	// WideCreateRate and WideCreateBurst set the token bucket of the rooms
+	// all the client addresses of one wider network (clientaddr.Wide: an
+	// IPv4 /24, an IPv6 /48) may create together, on this node, so that
+	// the /64s of one /48 cannot fill the room cap between them. Default
+	// 30 a minute, 30; never less than CreateRate and CreateBurst, since a
+	// network holds at least one address (so raising those for a load
+	// test from one address raises these too).
+	WideCreateRate  rate.Limit
+	WideCreateBurst int
 	// MaxRooms caps the rooms in the store; a create past it is refused
 	// (too_many_rooms). Default 10000.
 	MaxRooms int
@@ -115,7 +124,7 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.DiscardDelay, 30*time.Minute)
 	setDefault(&c.MaxMessageBytes, 64<<10)
 	setDefault(&c.Rate, 50)
-	for _, r := range []rate.Limit{c.Rate, c.PeerRate, c.CreateRate} {
+	for _, r := range []rate.Limit{c.Rate, c.PeerRate, c.CreateRate, c.WideCreateRate} {
 		if r := float64(r); math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {
 			return fmt.Errorf("signal: rate %v must be a finite positive number", r)
 		}
@@ -126,6 +135,10 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.PeerBurst, 100)
 	setDefault(&c.CreateRate, rate.Every(10*time.Second))
 	setDefault(&c.CreateBurst, 10)
+	setDefault(&c.WideCreateRate, rate.Every(2*time.Second))
+	setDefault(&c.WideCreateBurst, 30)
+	c.WideCreateRate = max(c.WideCreateRate, c.CreateRate)
+	c.WideCreateBurst = max(c.WideCreateBurst, c.CreateBurst)
 	setDefault(&c.MaxRooms, 10000)
 	setDefault(&c.PingInterval, 20*time.Second)
 	setDefault(&c.PongTimeout, 20*time.Second)
@@ -175,10 +188,12 @@ type Server struct {
 	localBus bool
 
 	// rooms counts the rooms; creates limits room creation per client
-	// address, pairs the signals of each member to each other member.
-	rooms   roomCount
-	creates *keyedBuckets
-	pairs   *keyedBuckets
+	// address, wideCreates per wider network, pairs the signals of each
+	// member to each other member.
+	rooms       roomCount
+	creates     *keyedBuckets
+	wideCreates *keyedBuckets
+	pairs       *keyedBuckets
 }
 
 // New returns a Server. Call Start before serving.
@@ -187,12 +202,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		sessions: make(map[*session]struct{}),
-		perIP:    make(map[string]int),
-		rooms:    roomCount{gauge: cfg.Metrics.Rooms},
-		creates:  newKeyedBuckets(cfg.CreateRate, cfg.CreateBurst),
-		pairs:    newKeyedBuckets(cfg.PeerRate, cfg.PeerBurst),
+		cfg:         cfg,
+		sessions:    make(map[*session]struct{}),
+		perIP:       make(map[string]int),
+		rooms:       roomCount{gauge: cfg.Metrics.Rooms},
+		creates:     newKeyedBuckets(cfg.CreateRate, cfg.CreateBurst),
+		wideCreates: newKeyedBuckets(cfg.WideCreateRate, cfg.WideCreateBurst),
+		pairs:       newKeyedBuckets(cfg.PeerRate, cfg.PeerBurst),
 	}
 	s.signals = cfg.Metrics.Messages.WithLabelValues("signal")
 	_, s.localBus = cfg.Bus.(*store.LocalBus)

@@ -126,7 +126,10 @@ func TestOwnAddressesAreReachableOnlyOnRelaySockets(t *testing.T) {
 		want bool
 	}{
 		{"the public address, on the relay's socket", udp("192.0.2.10", port), true},
-		{"loopback, on the relay's socket", udp("127.0.0.1", port), true},
+		{"the listen address, on the relay's socket", udp(listen, port), true},
+		{"another loopback address, on the relay's port", udp("127.0.0.1", port), false},
+		{"loopback's directed broadcast, on the relay's port", udp("127.255.255.255", port), false},
+		{"the limited broadcast, on the relay's port", udp("255.255.255.255", port), false},
 		{"the public address, on a free port of the range", udp("192.0.2.10", other), false},
 		{"the public address, on the TURN port", udp("192.0.2.10", s.Port()), false},
 		{"the listen address, on a free port of the range", udp(listen, other), false},
@@ -138,6 +141,43 @@ func TestOwnAddressesAreReachableOnlyOnRelaySockets(t *testing.T) {
 	for _, tt := range tests {
 		if got := s.mayReach(tt.peer); got != tt.want {
 			t.Errorf("%s (%v): mayReach = %v, want %v", tt.name, tt.peer, got, tt.want)
+		}
+	}
+
+	// Relay sockets bound to every address hold their port on each.
+	s.relayIP = netip.IPv4Unspecified()
+	if !s.mayReach(udp("127.0.0.1", port)) {
+		t.Error("relays bound to every address: loopback on the relay's port is not reachable")
+	}
+	if s.mayReach(udp("127.0.0.1", other)) {
+		t.Error("relays bound to every address: loopback on a free port of the range is reachable")
+	}
+}
+
+func TestDirectedBroadcast(t *testing.T) {
+	tests := []struct {
+		ip   string
+		mask net.IPMask
+		want string // "" when the subnet has none
+	}{
+		{"192.168.1.7", net.CIDRMask(24, 32), "192.168.1.255"},
+		{"10.1.2.3", net.CIDRMask(8, 32), "10.255.255.255"},
+		{"172.16.5.9", net.CIDRMask(20, 32), "172.16.15.255"},
+		{"192.168.1.7", net.CIDRMask(120, 128), "192.168.1.255"},
+		{"192.168.1.6", net.CIDRMask(31, 32), ""},
+		{"192.168.1.7", net.CIDRMask(32, 32), ""},
+		{"2001:db8::1", net.CIDRMask(64, 128), ""},
+	}
+	for _, tt := range tests {
+		got, ok := directedBroadcast(netip.MustParseAddr(tt.ip), tt.mask)
+		if tt.want == "" {
+			if ok {
+				t.Errorf("%s/%v: broadcast %v, want none", tt.ip, tt.mask, got)
+			}
+			continue
+		}
+		if !ok || got != netip.MustParseAddr(tt.want) {
+			t.Errorf("%s/%v: broadcast %v (%v), want %s", tt.ip, tt.mask, got, ok, tt.want)
 		}
 	}
 }

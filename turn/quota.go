@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"time"
 
 	"lepeerchat/internal/clientaddr"
 )
@@ -38,24 +39,85 @@ func reserveOf(size, percent int) int {
 
 // quota is the pion QuotaHandler, called for an Allocate request once its
 // credentials are checked: it answers 486 (Allocation Quota Reached) to a
-// revoked member (see revokedInStore) and to one that the caps or the
-// reserve refuse, and notes the client address of the allocation for
-// reserve, which counts the relay atomically against the same limits.
+// member that the caps, the reserve or a revocation known here refuse,
+// then to one revoked in the store (see revokedInStore), and notes the
+// client address of the allocation for reserve, which counts the relay
+// atomically against the same limits. The checks in memory come first, so
+// that a flood of Allocates refused by them never reaches the store.
 func (s *Server) quota(member, _ string, src net.Addr) bool {
-	if s.revokedInStore(member) {
-		return false
-	}
 	s.own.refreshIfStale(s.cfg.PublicIP, s.cfg.Now())
 	client := clientaddr.Of(addrString(src))
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.admit(member, client); err != nil {
+	err := s.admitPending(member, client)
+	s.mu.Unlock()
+	if err != nil || s.revokedInStore(member) {
 		return false
 	}
-	s.pending[member] = client
-	// The store was just asked about member (see recheckEvery).
-	s.checked[member] = s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.admitPending(member, client); err != nil {
+		return false
+	}
+	now := s.cfg.Now()
+	p := s.pending[member]
+	if p.client != client || now.Sub(p.since) >= pendingFor {
+		p = pending{client: client} // none, or a stale one admitPending let go
+	}
+	p.n++
+	p.since = now
+	s.pending[member] = p
 	return true
+}
+
+// pendingFor is how long the note of an allocation that passed quota
+// waits for reserve. pion opens the socket right after quota, on the same
+// goroutine, so a note older than this belongs to an allocation that
+// failed in between; it is then dropped.
+const pendingFor = 10 * time.Second
+
+// pending is the note quota leaves for reserve: the client address of a
+// member's allocations under way, how many, and since when.
+type pending struct {
+	client string
+	n      int
+	since  time.Time
+}
+
+// admitPending is admit, for an allocation about to be noted: it also
+// forgets the notes and store answers gone stale (at most once every
+// notRevokedFor), and refuses an allocation of a member while another of its
+// allocations, from another client address, is under way. pion does not
+// tell the relay generator the client address, so the note is per member;
+// refusing the other address makes sure reserve charges the right one. A
+// browser gathers its relay candidates from one address; the window is
+// that of one Allocate's handling. s.mu is held.
+func (s *Server) admitPending(member, client string) error {
+	now := s.cfg.Now()
+	if now.Sub(s.swept) >= notRevokedFor || now.Before(s.swept) {
+		s.sweep(now)
+	}
+	if p, ok := s.pending[member]; ok && p.client != client && now.Sub(p.since) < pendingFor {
+		s.cfg.Logger.Debug("turn: allocation refused while another of the member's is under way from another address", "member", member, "client", client)
+		return errQuota
+	}
+	return s.admit(member, client)
+}
+
+// sweep forgets, at now, the notes of allocations that never reached
+// reserve and the store answers about members holding no relay here that
+// are too old to spare a look-up. s.mu is held.
+func (s *Server) sweep(now time.Time) {
+	for m, p := range s.pending {
+		if now.Sub(p.since) >= pendingFor || now.Before(p.since) {
+			delete(s.pending, m)
+		}
+	}
+	for m, at := range s.checked {
+		if _, holds := s.relays[m]; !holds && (now.Sub(at) >= notRevokedFor || now.Before(at)) {
+			delete(s.checked, m)
+		}
+	}
+	s.swept = now
 }
 
 // admit tells whether member may open one more relay for client, and logs
@@ -91,11 +153,12 @@ func (s *Server) admit(member, client string) error {
 }
 
 // reserve counts a relay for member before its socket is opened, for the
-// client address that quota noted, refusing it as admit does.
+// client address that quota noted, refusing it as admit does. It takes the
+// note, even when it refuses.
 func (s *Server) reserve(member string, tcp bool) (*relay, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	client, ok := s.pending[member]
+	client, ok := s.takePending(member)
 	if !ok {
 		// Every allocation passes quota first; without its note the
 		// relay cannot be counted for an address.
@@ -114,6 +177,32 @@ func (s *Server) reserve(member string, tcp bool) (*relay, error) {
 	s.clients[client]++
 	s.open++
 	return r, nil
+}
+
+// takePending takes one note of member's allocations under way, and
+// returns its client address. s.mu is held.
+func (s *Server) takePending(member string) (string, bool) {
+	p, ok := s.pending[member]
+	if !ok {
+		return "", false
+	}
+	if p.n--; p.n <= 0 {
+		delete(s.pending, member)
+	} else {
+		s.pending[member] = p
+	}
+	if s.cfg.Now().Sub(p.since) >= pendingFor {
+		return "", false
+	}
+	return p.client, true
+}
+
+// dropPending takes one note of member's allocations under way, for an
+// allocation that fails before reserve.
+func (s *Server) dropPending(member string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.takePending(member)
 }
 
 // opened records the socket of a reserved relay and its port. It reports
@@ -152,8 +241,6 @@ func (s *Server) release(r *relay) io.Closer {
 	delete(set, r)
 	if len(set) == 0 {
 		delete(s.relays, r.member)
-		delete(s.pending, r.member)
-		delete(s.checked, r.member)
 	}
 	if s.clients[r.client]--; s.clients[r.client] <= 0 {
 		delete(s.clients, r.client)

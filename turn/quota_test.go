@@ -178,3 +178,82 @@ func TestReserveLetsAnAddressUnderItsShareIn(t *testing.T) {
 		t.Errorf("an address that reached its share allocated again in the reserve")
 	}
 }
+
+func TestAllocationFailingBeforeItsSocketLeavesNoNote(t *testing.T) {
+	st := &countingRevocations{}
+	clock := &fakeClock{now: time.Now()}
+	s := startTURN(t, func(c *Config) {
+		c.Revocations = st
+		c.Now = clock.Now
+	})
+	// An IPv6 relay passes quota, then fails in the generator (errFamily).
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	u, p := mintFor("memberA", time.Hour)
+	c, err := pionturn.NewClient(&pionturn.ClientConfig{
+		STUNServerAddr: s.testAddr(), TURNServerAddr: s.testAddr(), Conn: conn,
+		Username: u, Password: p, LoggerFactory: quietLogs,
+		RequestedAddressFamily: pionturn.RequestedAddressFamilyIPv6,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Allocate(); err == nil {
+		r.Close()
+		t.Fatal("an IPv6 relay was allocated")
+	}
+	s.mu.Lock()
+	_, noted := s.pending["memberA"]
+	s.mu.Unlock()
+	if noted {
+		t.Error("the failed allocation left its note for reserve")
+	}
+	// Its store answer is forgotten once too old to spare a look-up, at
+	// the next allocation of anyone.
+	clock.Advance(notRevokedFor)
+	ub, pb := mintFor("memberB", time.Hour)
+	allocate(t, turnClient(t, s, ub, pb))
+	s.mu.Lock()
+	_, kept := s.checked["memberA"]
+	s.mu.Unlock()
+	if kept {
+		t.Error("the store answer about a member holding no relay outlived notRevokedFor")
+	}
+}
+
+func TestAllocationsUnderWayFromTwoAddressesChargeTheirOwn(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	s := startTURN(t, func(c *Config) { c.Now = clock.Now })
+	x := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1000}
+	y := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 1000}
+	if !s.quota("memberA", "", x) {
+		t.Fatal("quota refused the first allocation")
+	}
+	// While x's allocation is under way, y's would take its note.
+	if s.quota("memberA", "", y) {
+		t.Error("quota let in an allocation from another address while one is under way")
+	}
+	r, err := s.reserve("memberA", false)
+	if err != nil {
+		t.Fatalf("reserve: %v", err)
+	}
+	defer s.release(r)
+	if got := s.AddressAllocations("192.0.2.1:1"); got != 1 {
+		t.Errorf("the allocating address holds %d relays, want 1", got)
+	}
+	if !s.quota("memberA", "", y) {
+		t.Error("quota refused another address once the allocation under way was done")
+	}
+	// A note that never reached reserve is not taken past pendingFor.
+	clock.Advance(pendingFor)
+	if _, err := s.reserve("memberA", false); err == nil {
+		t.Error("reserve took a stale note")
+	}
+}

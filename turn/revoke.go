@@ -20,8 +20,17 @@ type Revocations interface {
 }
 
 // storeTimeout bounds a look-up in Revocations. It runs on pion's loop of
-// the listener the request came on, so a slow store slows that listener.
-const storeTimeout = time.Second
+// the listener the request came on, which for UDP also carries every
+// relayed datagram, so a slow store stalls that listener this long at most
+// per look-up.
+const storeTimeout = 250 * time.Millisecond
+
+// notRevokedFor is how long the store's answer that a member is not
+// revoked spares an allocation of that member the look-up: a burst of
+// Allocates (a browser asks over each transport, and again on every ICE
+// restart) costs one look-up. A member kicked on another node is thus
+// refused new relays here at most this long after the kick.
+const notRevokedFor = 5 * time.Second
 
 // recheckEvery is how often, at most, the store is asked again about a
 // member holding relays here, when it refreshes them.
@@ -32,12 +41,14 @@ const recheckEvery = 30 * time.Second
 // CreatePermission, ChannelBind), before it checks the request's
 // MESSAGE-INTEGRITY: anyone can make it run with any username. So the
 // auth handler reads memory only: the members this process revoked, or
-// learnt were revoked. The store is consulted once per Allocate, in the
-// quota handler, which pion calls after the integrity check: only a
-// holder of valid credentials makes the server ask the store, once per
-// allocation, the step that opens a socket anyway. No "not revoked"
-// answer is cached for allocations, so a member revoked on another node is
-// refused its next allocation on this one at once. The relays a member
+// learnt were revoked. The store is consulted in the quota handler, which
+// pion calls after the integrity check, and only once the checks in memory
+// (caps, reserve, revocations known here) let the allocation in: only a
+// holder of valid credentials within its caps makes the server ask the
+// store, at most once per member every notRevokedFor, and once for
+// concurrent allocations of one member. So a member revoked on another
+// node is refused its allocations on this one at most notRevokedFor after
+// the revocation. The relays a member
 // revoked elsewhere already holds here are closed when it next allocates,
 // or when it next refreshes one of them (Refresh, CreatePermission,
 // ChannelBind, which browsers send every few minutes): onAuth, called by
@@ -110,7 +121,7 @@ func (s *Server) onAuth(_, _ net.Addr, _, username, _, method string, verdict bo
 	}
 	s.mu.Unlock()
 	if due {
-		s.revokedInStore(member)
+		s.askStore(member)
 	}
 }
 
@@ -122,11 +133,9 @@ func (s *Server) isRevoked(member string) bool {
 	return ok && until.After(s.cfg.Now())
 }
 
-// revokedInStore reports whether member is revoked, asking the store when
-// this process does not know it already. A member the store says is
-// revoked is remembered here and loses its relays here. When the store
-// cannot answer, the allocation is refused: a kicked member must not get
-// a relay because Redis is down (nor can anyone join a room then).
+// revokedInStore reports whether member is revoked, asking the store
+// (askStore) when this process neither knows it revoked nor heard from
+// the store within notRevokedFor that it is not.
 func (s *Server) revokedInStore(member string) bool {
 	if s.isRevoked(member) {
 		return true
@@ -134,16 +143,40 @@ func (s *Server) revokedInStore(member string) bool {
 	if s.cfg.Revocations == nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	revoked, err := s.cfg.Revocations.Revoked(ctx, member)
-	if err != nil {
-		s.cfg.Logger.Warn("turn: cannot check whether a member is revoked; allocation refused", "member", member, "err", err)
-		return true
+	now := s.cfg.Now()
+	s.mu.Lock()
+	at, ok := s.checked[member]
+	s.mu.Unlock()
+	if ok && now.Sub(at) < notRevokedFor && !now.Before(at) {
+		return false
 	}
-	if revoked {
-		s.cfg.Logger.Debug("turn: credentials of a member revoked elsewhere refused", "member", member)
-		s.revokeHere(member, s.cfg.Now().Add(s.cfg.CredentialTTL+s.cfg.RefreshGrace))
-	}
-	return revoked
+	return s.askStore(member)
+}
+
+// askStore asks the store whether member is revoked, one look-up for
+// concurrent callers. A member the store says is revoked is remembered
+// here and loses its relays here; one it says is not is noted in checked.
+// When the store cannot answer, the allocation is refused: a kicked member
+// must not get a relay because Redis is down (nor can anyone join a room
+// then).
+func (s *Server) askStore(member string) bool {
+	revoked, _, _ := s.lookups.Do(member, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		revoked, err := s.cfg.Revocations.Revoked(ctx, member)
+		if err != nil {
+			s.cfg.Logger.Warn("turn: cannot check whether a member is revoked; allocation refused", "member", member, "err", err)
+			return true, nil
+		}
+		if revoked {
+			s.cfg.Logger.Debug("turn: credentials of a member revoked elsewhere refused", "member", member)
+			s.revokeHere(member, s.cfg.Now().Add(s.cfg.CredentialTTL+s.cfg.RefreshGrace))
+			return true, nil
+		}
+		s.mu.Lock()
+		s.checked[member] = s.cfg.Now()
+		s.mu.Unlock()
+		return false, nil
+	})
+	return revoked.(bool)
 }

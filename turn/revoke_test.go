@@ -119,8 +119,12 @@ func openRevocations(t *testing.T, redis *redistest.Server) *redisstore.Store {
 
 func TestRevocationSpansTheCluster(t *testing.T) {
 	redis := redistest.Start(t, false)
+	clock := &fakeClock{now: time.Now()}
 	a := startTURN(t, func(c *Config) { c.Revocations = openRevocations(t, redis) })
-	b := startTURN(t, func(c *Config) { c.Revocations = openRevocations(t, redis) })
+	b := startTURN(t, func(c *Config) {
+		c.Revocations = openRevocations(t, redis)
+		c.Now = clock.Now
+	})
 
 	// memberA holds a relay on each node when it is kicked on node A.
 	ua, pa := mintFor("memberA", time.Hour)
@@ -132,7 +136,9 @@ func TestRevocationSpansTheCluster(t *testing.T) {
 	if got := a.Allocations("memberA"); got != 0 {
 		t.Errorf("node A still holds %d relays of the kicked member", got)
 	}
-	// Node B refuses it a new relay, and closes the one it held.
+	// Once node B's answer from the store is older than notRevokedFor,
+	// node B refuses it a new relay, and closes the one it held.
+	clock.Advance(notRevokedFor)
 	wantRefused(t, b, "memberA")
 	if got := b.Allocations("memberA"); got != 0 {
 		t.Errorf("node B still holds %d relays of the kicked member after refusing it", got)
@@ -184,6 +190,52 @@ func TestRelaysOnAnotherNodeCloseAtTheirNextRefresh(t *testing.T) {
 	cb.CreatePermission(peer)
 	if got := b.Allocations("memberA"); got != 0 {
 		t.Errorf("node B holds %d relays of a member revoked on node A after its refresh", got)
+	}
+}
+
+// countingRevocations is a store that knows no revocation and counts the
+// look-ups.
+type countingRevocations struct{ lookups atomic.Int32 }
+
+func (c *countingRevocations) Revoke(context.Context, string, time.Time) error { return nil }
+
+func (c *countingRevocations) Revoked(context.Context, string) (bool, error) {
+	c.lookups.Add(1)
+	return false, nil
+}
+
+func TestAllocationsAskTheStoreOnlyPastTheChecksInMemoryAndOncePerInterval(t *testing.T) {
+	st := &countingRevocations{}
+	clock := &fakeClock{now: time.Now()}
+	s := startTURN(t, func(c *Config) {
+		c.Revocations = st
+		c.Now = clock.Now
+		c.MaxAllocationsPerMember = 3
+	})
+	u, p := mintFor("memberA", time.Hour)
+	// A burst of allocations costs one look-up.
+	allocate(t, turnClient(t, s, u, p))
+	allocate(t, turnClient(t, s, u, p))
+	if got := st.lookups.Load(); got != 1 {
+		t.Errorf("two allocations within notRevokedFor asked the store %d times, want 1", got)
+	}
+	// Past notRevokedFor, the next allocation asks again.
+	clock.Advance(notRevokedFor)
+	allocate(t, turnClient(t, s, u, p))
+	if got := st.lookups.Load(); got != 2 {
+		t.Errorf("an allocation past notRevokedFor: %d look-ups, want 2", got)
+	}
+	// Past the member's cap, a flood of Allocates never reaches the store,
+	// however old its answer.
+	clock.Advance(notRevokedFor)
+	for range 5 {
+		if r, err := turnClient(t, s, u, p).Allocate(); err == nil {
+			r.Close()
+			t.Fatal("an allocation past the member's cap was let in")
+		}
+	}
+	if got := st.lookups.Load(); got != 2 {
+		t.Errorf("allocations refused by the member's cap asked the store: %d look-ups, want 2", got)
 	}
 }
 

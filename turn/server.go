@@ -31,6 +31,7 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults applied by Start to the zero fields of Config.
@@ -126,6 +127,9 @@ type Server struct {
 	// them are kept in reserve, maxPerAddress the cap of a client address.
 	size, reserved, maxPerAddress int
 	own                           ownAddrs
+	// relayIP is the address relay sockets are bound to, or the
+	// unspecified address when they are bound to every IPv4 address.
+	relayIP netip.Addr
 	// inUse counts the open relay sockets on each port of the range, UDP
 	// ([0]) and TCP ([1]), read without the lock for every datagram a
 	// relay sends to the server's own address (see mayReach).
@@ -138,15 +142,18 @@ type Server struct {
 	// them all.
 	clients map[string]int
 	open    int
-	// pending holds the client address of each member's allocation under
-	// way, from the quota check to the opening of its socket. Like
-	// checked, it is forgotten with the member's last relay (or its
-	// revocation), so it holds at most the members that passed the quota
-	// check, which needs valid credentials.
-	pending map[string]string
-	// checked holds when the store was last asked about each member
-	// holding relays here (see recheckEvery).
+	// pending holds the note of each member's allocations under way, from
+	// the quota check to the opening of their socket (see admitPending).
+	// Notes and store answers gone stale are swept at swept, so they hold
+	// at most the members that passed the quota check lately, which needs
+	// valid credentials.
+	pending map[string]pending
+	// checked holds when the store last said each member was not revoked
+	// (see notRevokedFor and recheckEvery).
 	checked map[string]time.Time
+	swept   time.Time
+	// lookups makes concurrent look-ups of one member in the store one.
+	lookups singleflight.Group
 	// revoked holds members gone for good, and until when their
 	// credentials could still be used.
 	revoked map[string]time.Time
@@ -208,9 +215,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	// Relay sockets listen where the server does, if that is one IPv4
 	// address, else on every IPv4 address.
-	bindIP := "0.0.0.0"
+	bindIP := netip.IPv4Unspecified()
 	if ip, err := netip.ParseAddr(host); err == nil && ip.Is4() && !ip.IsUnspecified() {
-		bindIP = ip.String()
+		bindIP = ip
 	}
 
 	s := &Server{
@@ -218,9 +225,10 @@ func Start(cfg Config) (*Server, error) {
 		size:          size,
 		reserved:      reserveOf(size, cfg.RelayReservePercent),
 		maxPerAddress: cfg.MaxAllocationsPerAddress,
+		relayIP:       bindIP,
 		relays:        make(map[string]map[*relay]struct{}),
 		clients:       make(map[string]int),
-		pending:       make(map[string]string),
+		pending:       make(map[string]pending),
 		checked:       make(map[string]time.Time),
 		revoked:       make(map[string]time.Time),
 	}
@@ -237,7 +245,7 @@ func Start(cfg Config) (*Server, error) {
 		s: s,
 		inner: &pionturn.RelayAddressGeneratorPortRange{
 			RelayAddress: net.IP(cfg.PublicIP.AsSlice()),
-			Address:      bindIP,
+			Address:      bindIP.String(),
 			MinPort:      cfg.MinRelayPort,
 			MaxPort:      cfg.MaxRelayPort,
 			MaxRetries:   30,
@@ -412,6 +420,7 @@ func (g *relayGenerator) Validate() error { return g.inner.Validate() }
 
 func (g *relayGenerator) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	if conf.Network != "udp4" {
+		g.s.dropPending(conf.UserID)
 		return nil, nil, errFamily
 	}
 	r, err := g.s.reserve(conf.UserID, false)
@@ -459,6 +468,7 @@ func (g *relayGenerator) listenUDP(network string) (net.PacketConn, net.Addr, er
 
 func (g *relayGenerator) AllocateListener(conf pionturn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
 	if conf.Network != "tcp4" {
+		g.s.dropPending(conf.UserID)
 		return nil, nil, errFamily
 	}
 	r, err := g.s.reserve(conf.UserID, true)

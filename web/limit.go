@@ -41,17 +41,75 @@ const (
 
 // tally counts what each client holds at once, against a cap per client
 // and a cap for all clients together. The client "" is counted only in
-// the total.
+// the total. For connections, it also keeps those of each client that
+// wait idle between requests (kept alive), so that a new connection of a
+// client at its cap can take the place of the one idle longest.
 type tally struct {
 	perClient, total int
 
 	mu       sync.Mutex
 	byClient map[string]int
 	all      int
+	// idle holds the idle connections of each client, each with the
+	// sequence number of when it went idle (seq counts up).
+	idle map[string]map[*limitedConn]uint64
+	seq  uint64
 }
 
 func newTally(perClient, total int) *tally {
-	return &tally{perClient: perClient, total: total, byClient: map[string]int{}}
+	return &tally{perClient: perClient, total: total, byClient: map[string]int{}, idle: map[string]map[*limitedConn]uint64{}}
+}
+
+// setIdle notes whether c waits idle for its next request; a connection
+// already uncounted is never noted idle again.
+func (t *tally) setIdle(c *limitedConn, idle bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.noteIdle(c, idle && !c.gone)
+}
+
+// noteIdle is setIdle with t.mu held.
+func (t *tally) noteIdle(c *limitedConn, idle bool) {
+	set := t.idle[c.client]
+	if !idle {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(t.idle, c.client)
+		}
+		return
+	}
+	if set == nil {
+		set = map[*limitedConn]uint64{}
+		t.idle[c.client] = set
+	}
+	t.seq++
+	set[c] = t.seq
+}
+
+// idlest returns, when client holds as many as its cap, its connection
+// idle longest, no longer noted idle, for the caller to close; else nil.
+func (t *tally) idlest(client string) *limitedConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if client == "" || t.byClient[client] < t.perClient {
+		return nil
+	}
+	var (
+		oldest *limitedConn
+		at     uint64
+	)
+	for c, seq := range t.idle[client] {
+		if oldest == nil || seq < at {
+			oldest, at = c, seq
+		}
+	}
+	if oldest != nil {
+		delete(t.idle[client], oldest)
+		if len(t.idle[client]) == 0 {
+			delete(t.idle, client)
+		}
+	}
+	return oldest
 }
 
 // take counts one more for client unless that would put it, or everyone,
@@ -81,10 +139,24 @@ func (t *tally) take(client string, slack int) (v verdict, counted bool) {
 	return admitted, true
 }
 
+// drop uncounts the connection c, counted by take, for good.
+func (t *tally) drop(c *limitedConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c.gone = true
+	t.noteIdle(c, false)
+	t.giveLocked(c.client)
+}
+
 // give uncounts one counted by take.
 func (t *tally) give(client string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.giveLocked(client)
+}
+
+// giveLocked is give with t.mu held.
+func (t *tally) giveLocked(client string) {
 	t.all--
 	if client == "" {
 		return
@@ -120,6 +192,12 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		if l.byClient {
 			client = clientaddr.Of(c.RemoteAddr().String())
 		}
+		// A client at its cap (many browsers behind one NAT) gets a place
+		// from its connection idle longest before it is refused: an idle
+		// keep-alive connection costs its browser only a new handshake.
+		if idle := l.conns.idlest(client); idle != nil {
+			idle.Close()
+		}
 		v, counted := l.conns.take(client, refusalSlack)
 		if !counted {
 			l.refused(RefusedClosed) // first, so that it is counted once the client sees the close
@@ -137,10 +215,11 @@ type limitedConn struct {
 	client  string
 	verdict verdict
 	once    sync.Once
+	gone    bool // uncounted; guarded by conns.mu
 }
 
 // release uncounts the connection, once.
-func (c *limitedConn) release() { c.once.Do(func() { c.conns.give(c.client) }) }
+func (c *limitedConn) release() { c.once.Do(func() { c.conns.drop(c) }) }
 
 // Close closes the connection and uncounts it.
 func (c *limitedConn) Close() error {
@@ -170,20 +249,28 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// connState uncounts a connection when net/http is done with it; it is
-// http.Server.ConnState. A hijacked connection is a WebSocket from then on,
+// connState notes when a connection waits idle for its next request and
+// when it serves one again, and uncounts it when net/http is done with it;
+// it is http.Server.ConnState. A hijacked connection is a WebSocket from then on,
 // counted by the signalling server's own cap, and the server's read and
 // write timeouts must not cut it: its deadlines are lifted here, before the
 // WebSocket handler gets it (net/http.Hijacker leaves that to the caller),
 // and the signalling server sets its own.
 func connState(c net.Conn, state http.ConnState) {
-	if state != http.StateHijacked && state != http.StateClosed {
+	lc := limitedOf(c)
+	switch state {
+	case http.StateIdle, http.StateActive:
+		if lc != nil {
+			lc.conns.setIdle(lc, state == http.StateIdle)
+		}
+		return
+	case http.StateHijacked:
+		c.SetDeadline(time.Time{})
+	case http.StateClosed:
+	default:
 		return
 	}
-	if state == http.StateHijacked {
-		c.SetDeadline(time.Time{})
-	}
-	if lc := limitedOf(c); lc != nil {
+	if lc != nil {
 		lc.release()
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -20,10 +21,23 @@ import (
 	"github.com/coder/websocket"
 )
 
-// closeWithin bounds every wait for the server to end a connection: far
-// above the short timeouts the tests configure, far below the defaults and
-// "never", so that a pass proves the configured timeout was applied.
+// closeWithin bounds the waits for what the server does at once (answer,
+// refuse, close a refused connection), and the steps of a client.
 const closeWithin = 10 * time.Second
+
+// A connection the server must close at a configured timeout is waited for
+// that timeout plus timeoutMargin (waitClosedBy): generous for a loaded
+// machine under -race, yet below readHeaderTimeout, the next timeout that
+// would close a stalled header (a stalled body has none before the idle
+// timeout), so that a pass proves the configured timeout was applied.
+const timeoutMargin = 5 * time.Second
+
+// stallTimeout is the read and write timeout of the tests where a
+// legitimate step (a TLS handshake, a WebSocket upgrade) comes under the
+// same timeout as the stall being timed out: far above what that step
+// takes on a loaded machine, and with timeoutMargin still below
+// readHeaderTimeout.
+const stallTimeout = 2 * time.Second
 
 // tlsClientConfig trusts only the self-signed certificate of a server whose
 // data folder is dir, and offers the given ALPN protocols.
@@ -116,14 +130,31 @@ func roundTrip(t *testing.T, c net.Conn, path string) *http.Response {
 }
 
 // waitClosed reads c until the server closes it, failing the test if that
-// takes longer than closeWithin.
+// takes longer than closeWithin: for a connection the server closes at
+// once.
 func waitClosed(t *testing.T, c net.Conn) {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(closeWithin))
+	waitClosedWithin(t, c, closeWithin)
+}
+
+// waitClosedBy reads c, stalled from now on, until the server closes it,
+// failing the test unless that comes within timeout, the timeout that
+// must close it, and timeoutMargin.
+func waitClosedBy(t *testing.T, c net.Conn, timeout time.Duration) {
+	t.Helper()
+	if timeout+timeoutMargin >= readHeaderTimeout {
+		t.Fatalf("a wait of %v for a timeout of %v cannot tell it from readHeaderTimeout (%v)", timeout+timeoutMargin, timeout, readHeaderTimeout)
+	}
+	waitClosedWithin(t, c, timeout+timeoutMargin)
+}
+
+func waitClosedWithin(t *testing.T, c net.Conn, within time.Duration) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(within))
 	_, err := io.Copy(io.Discard, c)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("the server still held the connection after %v", closeWithin)
+		t.Fatalf("the server still held the connection after %v", within)
 	}
 }
 
@@ -135,7 +166,9 @@ var blockingBody = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request)
 
 // TestStalledRequestsAreClosedWithinTheTimeouts sends what a stranger
 // holding connections would: every such connection is closed within the
-// configured read timeout, in plain HTTP and over TLS.
+// configured read timeout, in plain HTTP and over TLS. The timeout is
+// stallTimeout, since it also bounds the TLS handshake; the cases run in
+// parallel.
 func TestStalledRequestsAreClosedWithinTheTimeouts(t *testing.T) {
 	cases := []struct {
 		name string
@@ -152,15 +185,16 @@ func TestStalledRequestsAreClosedWithinTheTimeouts(t *testing.T) {
 	}
 	for _, plain := range []bool{true, false} {
 		mode := map[bool]string{true: "plain HTTP", false: "TLS"}[plain]
-		e := startEndpoint(t, Config{PlainHTTP: plain, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond},
+		e := startEndpoint(t, Config{PlainHTTP: plain, ReadTimeout: stallTimeout, WriteTimeout: stallTimeout},
 			marker("ws reached"), blockingBody)
 		for _, c := range cases {
 			t.Run(mode+"/"+c.name, func(t *testing.T) {
+				t.Parallel()
 				conn := e.mustDial(t, "")
 				if _, err := io.WriteString(conn, c.send); err != nil {
 					t.Fatal(err)
 				}
-				waitClosed(t, conn)
+				waitClosedBy(t, conn, stallTimeout)
 			})
 		}
 	}
@@ -169,7 +203,8 @@ func TestStalledRequestsAreClosedWithinTheTimeouts(t *testing.T) {
 // TestTLSHandshakeNeverStartedIsClosed opens a TCP connection to the TLS
 // listener and sends no ClientHello, or garbage instead of one.
 func TestTLSHandshakeNeverStartedIsClosed(t *testing.T) {
-	e := startEndpoint(t, Config{ReadTimeout: 300 * time.Millisecond}, nil, nil)
+	const timeout = 300 * time.Millisecond // what is timed out is the only step
+	e := startEndpoint(t, Config{ReadTimeout: timeout}, nil, nil)
 	for name, send := range map[string]string{"nothing": "", "half a record header": "\x16\x03", "plain HTTP": "GET / HTTP/1.1\r\n"} {
 		t.Run(name, func(t *testing.T) {
 			c, err := net.Dial("tcp", e.Addr().String())
@@ -178,18 +213,19 @@ func TestTLSHandshakeNeverStartedIsClosed(t *testing.T) {
 			}
 			defer c.Close()
 			io.WriteString(c, send)
-			waitClosed(t, c)
+			waitClosedBy(t, c, timeout)
 		})
 	}
 }
 
 // TestHTTP2StreamWithStalledBodyIsReset sends an HTTP/2 request whose body
 // never comes to a handler that reads it: the stream ends within the read
-// timeout while the connection serves other streams.
+// timeout (stallTimeout, since it also bounds the TLS handshake) while the
+// connection serves other streams.
 func TestHTTP2StreamWithStalledBodyIsReset(t *testing.T) {
-	e := startEndpoint(t, Config{ReadTimeout: 300 * time.Millisecond}, nil, blockingBody)
+	e := startEndpoint(t, Config{ReadTimeout: stallTimeout}, nil, blockingBody)
 	client := trustingClient(t, filepath.Join(e.dir, "cert.pem"))
-	client.Timeout = closeWithin
+	client.Timeout = stallTimeout + timeoutMargin
 	body, stall := io.Pipe()
 	defer stall.Close()
 	resp, err := client.Post(e.URL()+"metrics", "text/plain", body)
@@ -202,7 +238,7 @@ func TestHTTP2StreamWithStalledBodyIsReset(t *testing.T) {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("the stream was still open after %v", closeWithin)
+		t.Fatalf("the stream was still open after %v", client.Timeout)
 	}
 	resp, err = client.Get(e.URL() + "healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -271,24 +307,27 @@ func echo(t *testing.T, c *websocket.Conn, msg string) {
 
 // TestWebSocketOutlivesTheTimeouts opens a WebSocket, then waits until a
 // stalled request opened after it has been closed by the read timeout: the
-// WebSocket, older than both timeouts by then, still carries messages.
+// WebSocket, older than both timeouts by then, still carries messages. The
+// timeouts are stallTimeout, since they also bound the WebSocket's TLS
+// handshake and upgrade.
 func TestWebSocketOutlivesTheTimeouts(t *testing.T) {
 	for _, plain := range []bool{true, false} {
 		t.Run(map[bool]string{true: "plain HTTP", false: "TLS"}[plain], func(t *testing.T) {
-			e := startEndpoint(t, Config{PlainHTTP: plain, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond}, echoWS, nil)
+			e := startEndpoint(t, Config{PlainHTTP: plain, ReadTimeout: stallTimeout, WriteTimeout: stallTimeout}, echoWS, nil)
 			ws := dialWS(t, e)
 			echo(t, ws, "before")
 			stalled := e.mustDial(t, "")
 			io.WriteString(stalled, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
-			waitClosed(t, stalled)
+			waitClosedBy(t, stalled, stallTimeout)
 			echo(t, ws, "after the timeouts")
 		})
 	}
 }
 
-// TestPerClientCap holds the cap's worth of connections from one address,
-// then checks the refusals past it, that another address is served, and
-// that closed connections free their slots.
+// TestPerClientCap holds the cap's worth of connections in use from one
+// address (each with a request under way, so none is idle), then checks
+// the refusals past it, that another address is served, and that closed
+// connections free their slots.
 func TestPerClientCap(t *testing.T) {
 	const limit = 3
 	for _, plain := range []bool{true, false} {
@@ -298,8 +337,8 @@ func TestPerClientCap(t *testing.T) {
 			var held []net.Conn
 			for range limit {
 				c := e.mustDial(t, "127.0.0.1")
-				if resp := roundTrip(t, c, "/healthz"); resp.StatusCode != http.StatusOK {
-					t.Fatalf("connection within the cap: %s", resp.Status)
+				if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n"); err != nil {
+					t.Fatal(err)
 				}
 				held = append(held, c)
 			}
@@ -333,6 +372,58 @@ func TestPerClientCap(t *testing.T) {
 			}
 			waitServed(t, e, "127.0.0.1")
 		})
+	}
+}
+
+// TestIdleConnectionsGiveWayAtTheCap holds the cap's worth of kept-alive
+// connections idle from one address, as the browsers behind one NAT do:
+// a new connection from there is served, in the place of the connection
+// idle longest, which is closed; the others still serve.
+func TestIdleConnectionsGiveWayAtTheCap(t *testing.T) {
+	const limit = 3
+	for _, plain := range []bool{true, false} {
+		t.Run(map[bool]string{true: "plain HTTP", false: "TLS"}[plain], func(t *testing.T) {
+			e := startEndpoint(t, Config{PlainHTTP: plain, MaxConnsPerClient: limit}, nil, nil)
+			var held []net.Conn
+			for i := range limit {
+				c := e.mustDial(t, "127.0.0.1")
+				if resp := roundTrip(t, c, "/healthz"); resp.StatusCode != http.StatusOK {
+					t.Fatalf("connection within the cap: %s", resp.Status)
+				}
+				// In order, so that held[0] is the one idle longest.
+				waitIdle(t, e, "127.0.0.1", i+1)
+				held = append(held, c)
+			}
+			if resp := roundTrip(t, e.mustDial(t, "127.0.0.1"), "/healthz"); resp.StatusCode != http.StatusOK {
+				t.Fatalf("a new connection with the cap's worth idle: %s, want 200", resp.Status)
+			}
+			waitClosed(t, held[0])
+			for _, c := range held[1:] {
+				if resp := roundTrip(t, c, "/healthz"); resp.StatusCode != http.StatusOK {
+					t.Errorf("a connection idle for less long: %s, want 200", resp.Status)
+				}
+			}
+		})
+	}
+}
+
+// waitIdle waits until n connections of client are noted idle, as they are
+// once net/http has finished their responses (the client reads the
+// response a moment before).
+func waitIdle(t *testing.T, e *endpoint, client string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(closeWithin)
+	for {
+		e.conns.mu.Lock()
+		got := len(e.conns.idle[client])
+		e.conns.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections of %s idle after %v, want %d", got, client, closeWithin, n)
+		}
+		runtime.Gosched()
 	}
 }
 
@@ -396,11 +487,14 @@ func TestServerWideCap(t *testing.T) {
 	}
 }
 
-// TestHTTP2ConnectionPastTheCapIsRefused holds the cap with HTTP/1.1
-// connections, then opens an HTTP/2 one from the same address.
+// TestHTTP2ConnectionPastTheCapIsRefused holds the cap with an HTTP/1.1
+// connection in use (a request under way: an idle one would give way),
+// then opens an HTTP/2 one from the same address.
 func TestHTTP2ConnectionPastTheCapIsRefused(t *testing.T) {
 	e := startEndpoint(t, Config{MaxConnsPerClient: 1}, nil, nil)
-	roundTrip(t, e.mustDial(t, ""), "/healthz")
+	if _, err := io.WriteString(e.mustDial(t, ""), "GET /healthz HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
 	client := trustingClient(t, filepath.Join(e.dir, "cert.pem"))
 	resp, err := client.Get(e.URL() + "healthz")
 	if err != nil {
@@ -642,12 +736,13 @@ func TestUnreadResponseIsCutAtTheWriteTimeout(t *testing.T) {
 			}
 		}
 	})
-	e := startEndpoint(t, Config{PlainHTTP: true, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}, nil, big)
+	const timeout = 300 * time.Millisecond // plain HTTP: nothing legitimate comes under it
+	e := startEndpoint(t, Config{PlainHTTP: true, ReadTimeout: timeout, WriteTimeout: timeout}, nil, big)
 	slow := e.mustDial(t, "")
 	io.WriteString(slow, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
 	stalled := e.mustDial(t, "")
 	io.WriteString(stalled, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
-	waitClosed(t, stalled)
+	waitClosedBy(t, stalled, timeout)
 
 	slow.SetReadDeadline(time.Now().Add(closeWithin))
 	n, err := io.Copy(io.Discard, slow)

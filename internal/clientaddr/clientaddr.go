@@ -42,6 +42,37 @@ func Key(a netip.Addr) string {
 	return p.String()
 }
 
+// Wide returns the wider network of an address or client key, given as Of
+// takes it or as Of returns it: the IPv4 /24 ("192.0.2.0/24") or the IPv6
+// /48 ("2001:db8:1::/48"), what one site or one small provider holds. A
+// limit by client key alone is multiplied by the 65,536 /64s of a /48; an
+// aggregate limit counts by this. A string that is neither is returned
+// unchanged.
+func Wide(addr string) string {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		p, perr := netip.ParsePrefix(host)
+		if perr != nil {
+			return addr
+		}
+		a = p.Addr()
+	}
+	a = a.Unmap().WithZone("")
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return addr
+	}
+	return p.String()
+}
+
 // FromRequest returns the client key of an HTTP request: of its peer
 // address, or, when the server is told to trust the proxy in front of it, of
 // the last address in X-Forwarded-For (the one the proxy itself appended).

@@ -29,6 +29,32 @@ func TestOfCountsAnIPv6SubscriberAsOneClient(t *testing.T) {
 	}
 }
 
+func TestWideCountsASiteAsOne(t *testing.T) {
+	tests := []struct {
+		name, addr, want string
+	}{
+		{"ipv4 by its /24", "203.0.113.5:4431", "203.0.113.0/24"},
+		{"another address of the /24", "203.0.113.250", "203.0.113.0/24"},
+		{"the next /24", "203.0.114.1", "203.0.114.0/24"},
+		{"ipv6 by its /48", "[2001:db8:1:2:aaaa::1]:443", "2001:db8:1::/48"},
+		{"another /64 of the /48", "2001:db8:1:ffff::1", "2001:db8:1::/48"},
+		{"the next /48", "2001:db8:2::1", "2001:db8:2::/48"},
+		{"a client key of Of", "2001:db8:1:2::/64", "2001:db8:1::/48"},
+		{"an ipv4 client key of Of", "198.51.100.7", "198.51.100.0/24"},
+		{"ipv4-mapped ipv6 by its ipv4 /24", "[::ffff:198.51.100.7]:80", "198.51.100.0/24"},
+		{"a zone is dropped", "fe80::1%eth0", "fe80::/48"},
+		{"not an address stays itself", "pipe", "pipe"},
+		{"empty stays empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Wide(tt.addr); got != tt.want {
+				t.Errorf("Wide(%q) = %q, want %q", tt.addr, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestFromRequestTrustsOnlyTheProxysOwnEntry(t *testing.T) {
 	tests := []struct {
 		name, remote, xff string
