@@ -60,15 +60,10 @@ func (o *ownAddrs) load(public netip.Addr, now time.Time) {
 	set := map[netip.Addr]bool{public.Unmap(): false}
 	if addrs, err := net.InterfaceAddrs(); err == nil {
 		for _, a := range addrs {
-			n, ok := a.(*net.IPNet)
+			ip, n, ok := interfaceIP(a)
 			if !ok {
 				continue
 			}
-			ip, ok := netip.AddrFromSlice(n.IP)
-			if !ok {
-				continue
-			}
-			ip = ip.Unmap()
 			set[ip] = set[ip] // an own address; still denied if another subnet's broadcast
 			if b, ok := directedBroadcast(ip, n.Mask); ok {
 				set[b] = true

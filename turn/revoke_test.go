@@ -117,14 +117,22 @@ func openRevocations(t *testing.T, redis *redistest.Server) *redisstore.Store {
 	return st
 }
 
-func TestRevocationSpansTheCluster(t *testing.T) {
+// twoNodes starts two TURN servers sharing revocations through one real
+// Redis, as two nodes of a cluster do; the second reads the returned clock.
+func twoNodes(t *testing.T) (a, b *Server, clock *fakeClock) {
+	t.Helper()
 	redis := redistest.Start(t, false)
-	clock := &fakeClock{now: time.Now()}
-	a := startTURN(t, func(c *Config) { c.Revocations = openRevocations(t, redis) })
-	b := startTURN(t, func(c *Config) {
+	clock = &fakeClock{now: time.Now()}
+	a = startTURN(t, func(c *Config) { c.Revocations = openRevocations(t, redis) })
+	b = startTURN(t, func(c *Config) {
 		c.Revocations = openRevocations(t, redis)
 		c.Now = clock.Now
 	})
+	return a, b, clock
+}
+
+func TestRevocationSpansTheCluster(t *testing.T) {
+	a, b, clock := twoNodes(t)
 
 	// memberA holds a relay on each node when it is kicked on node A.
 	ua, pa := mintFor("memberA", time.Hour)
@@ -163,13 +171,7 @@ func TestAllocationRefusedWhenTheStoreCannotAnswer(t *testing.T) {
 }
 
 func TestRelaysOnAnotherNodeCloseAtTheirNextRefresh(t *testing.T) {
-	redis := redistest.Start(t, false)
-	clock := &fakeClock{now: time.Now()}
-	a := startTURN(t, func(c *Config) { c.Revocations = openRevocations(t, redis) })
-	b := startTURN(t, func(c *Config) {
-		c.Revocations = openRevocations(t, redis)
-		c.Now = clock.Now
-	})
+	a, b, clock := twoNodes(t)
 	u, p := mintFor("memberA", time.Hour)
 	cb := turnClient(t, b, u, p)
 	allocate(t, cb)

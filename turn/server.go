@@ -585,6 +585,20 @@ type relayListener struct {
 
 func (l *relayListener) Close() error { return l.r.Close() }
 
+// interfaceIP returns an interface address as an unmapped netip.Addr, with
+// its network, or false when it is not an IP network.
+func interfaceIP(a net.Addr) (netip.Addr, *net.IPNet, bool) {
+	n, ok := a.(*net.IPNet)
+	if !ok {
+		return netip.Addr{}, nil, false
+	}
+	ip, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Addr{}, nil, false
+	}
+	return ip.Unmap(), n, true
+}
+
 // DefaultRelayIP guesses the server's public address: the first global
 // unicast IPv4 address of an interface that is up, preferring a public one
 // to a private one, else 127.0.0.1. Behind NAT or in a container, set the
@@ -598,15 +612,10 @@ func DefaultRelayIP() netip.Addr {
 		}
 		addrs, _ := iface.Addrs()
 		for _, a := range addrs {
-			n, ok := a.(*net.IPNet)
+			ip, _, ok := interfaceIP(a)
 			if !ok {
 				continue
 			}
-			ip, ok := netip.AddrFromSlice(n.IP)
-			if !ok {
-				continue
-			}
-			ip = ip.Unmap()
 			if !ip.Is4() || !ip.IsGlobalUnicast() {
 				continue
 			}
